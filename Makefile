@@ -1,0 +1,41 @@
+# kdap — see README.md. Every target works on a fresh machine: Go modules
+# come from the module proxy; the test cluster installs its Debian packages.
+GO ?= go
+BIN := bin
+
+.PHONY: all build demo test unit e2e lint cluster-up cluster-down e2e-clean clean
+
+all: build
+
+## build: compile kdap into bin/
+build:
+	$(GO) build -o $(BIN)/kdap ./cmd/kdap
+
+## demo: kdap's main job. Until Go attach lands (issue 3) this builds kdap.
+demo: build
+	@echo "built $(BIN)/kdap: $$($(BIN)/kdap version)"
+
+## test: everything CI runs — lint, unit tests, e2e tests on the local cluster
+test: lint unit e2e
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./test/e2e/...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+## e2e: brings the test cluster up if needed and leaves it up for the next run
+e2e:
+	$(GO) test -tags e2e -count=1 -v -timeout 60m ./test/e2e/...
+
+cluster-up:
+	$(GO) run ./test/cluster up
+
+cluster-down e2e-clean:
+	$(GO) run ./test/cluster down
+
+clean:
+	rm -rf $(BIN)

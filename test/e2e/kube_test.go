@@ -1,0 +1,239 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/portforward"
+	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/client-go/transport/spdy"
+)
+
+var nsCounter atomic.Int64
+
+// newNamespace creates a namespace for one test and removes it (pods first,
+// then the namespace through its finalize subresource, since no namespace
+// controller runs) when the test ends.
+func newNamespace(t *testing.T, labels map[string]string) string {
+	t.Helper()
+	ctx := context.Background()
+	name := fmt.Sprintf("e2e-%d-%d", time.Now().Unix()%100000, nsCounter.Add(1))
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	if _, err := env.clientset.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	t.Cleanup(func() { deleteNamespace(t, name) })
+	return name
+}
+
+func deleteNamespace(t *testing.T, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pods := env.clientset.CoreV1().Pods(name)
+	zero := int64(0)
+	if err := pods.DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{}); err != nil {
+		t.Errorf("delete pods in %s: %v", name, err)
+	}
+	for ctx.Err() == nil {
+		list, err := pods.List(ctx, metav1.ListOptions{})
+		if err == nil && len(list.Items) == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	nsc := env.clientset.CoreV1().Namespaces()
+	if err := nsc.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Errorf("delete namespace %s: %v", name, err)
+		return
+	}
+	ns, err := nsc.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return
+	}
+	ns.Spec.Finalizers = nil
+	if _, err := nsc.Finalize(ctx, ns, metav1.UpdateOptions{}); err != nil {
+		t.Errorf("finalize namespace %s: %v", name, err)
+	}
+}
+
+// createPod creates a one-container pod ("app") on the node from a loaded
+// image and waits until it is Running.
+func createPod(t *testing.T, ns, name, image string, args ...string) *corev1.Pod {
+	t.Helper()
+	no, grace := false, int64(1)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": name}},
+		Spec: corev1.PodSpec{
+			NodeName:                      env.cluster.NodeName(),
+			AutomountServiceAccountToken:  &no,
+			TerminationGracePeriodSeconds: &grace,
+			Containers: []corev1.Container{{
+				Name: "app", Image: image, Args: args, ImagePullPolicy: corev1.PullNever,
+			}},
+		},
+	}
+	ctx := context.Background()
+	if _, err := env.clientset.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create pod %s/%s: %v", ns, name, err)
+	}
+	return waitPod(t, ns, name, 60*time.Second, "Running", func(p *corev1.Pod) (bool, error) {
+		for _, cs := range p.Status.ContainerStatuses {
+			if w := cs.State.Waiting; w != nil && isFatalWaitReason(w.Reason) {
+				return false, fmt.Errorf("container %s: %s: %s", cs.Name, w.Reason, w.Message)
+			}
+		}
+		return p.Status.Phase == corev1.PodRunning, nil
+	})
+}
+
+// isFatalWaitReason reports kubelet reasons a container will not recover from.
+func isFatalWaitReason(reason string) bool {
+	switch reason {
+	case "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName",
+		"CreateContainerConfigError", "CreateContainerError", "RunContainerError":
+		return true
+	}
+	return false
+}
+
+// waitPod watches one pod until cond is true (or returns an error).
+func waitPod(t *testing.T, ns, name string, timeout time.Duration, what string, cond func(*corev1.Pod) (bool, error)) *corev1.Pod {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	lw := cache.NewListWatchFromClient(env.clientset.CoreV1().RESTClient(), "pods", ns,
+		fields.OneTermEqualSelector("metadata.name", name))
+	ev, err := watchtools.UntilWithSync(ctx, lw, &corev1.Pod{}, nil, func(e watch.Event) (bool, error) {
+		if e.Type == watch.Deleted {
+			return false, fmt.Errorf("pod %s/%s was deleted", ns, name)
+		}
+		p, ok := e.Object.(*corev1.Pod)
+		if !ok {
+			return false, nil
+		}
+		return cond(p)
+	})
+	if err != nil {
+		t.Fatalf("waiting for pod %s/%s to be %s: %v", ns, name, what, err)
+	}
+	return ev.Object.(*corev1.Pod)
+}
+
+// podLogs returns a container's log.
+func podLogs(t *testing.T, ns, pod, container string) string {
+	t.Helper()
+	b, err := env.clientset.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container}).DoRaw(context.Background())
+	if err != nil {
+		t.Fatalf("logs of %s/%s[%s]: %v", ns, pod, container, err)
+	}
+	return string(b)
+}
+
+// dialerKinds are the three ways client-go dials a port-forward stream.
+var dialerKinds = []string{"websocket", "spdy", "fallback"}
+
+// portForwardDialer builds the dialer of the given kind for a pod.
+func portForwardDialer(t *testing.T, ns, pod, kind string) httpstream.Dialer {
+	t.Helper()
+	u := env.clientset.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("portforward").URL()
+	spdyDialer := func() httpstream.Dialer {
+		transport, upgrader, err := spdy.RoundTripperFor(env.rest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
+	}
+	wsDialer := func() httpstream.Dialer {
+		d, err := portforward.NewSPDYOverWebsocketDialer(u, env.rest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	switch kind {
+	case "websocket":
+		return wsDialer()
+	case "spdy":
+		return spdyDialer()
+	case "fallback":
+		return portforward.NewFallbackDialer(wsDialer(), spdyDialer(), func(err error) bool {
+			return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+		})
+	}
+	t.Fatalf("unknown dialer kind %q", kind)
+	return nil
+}
+
+// forwardPorts forwards 127.0.0.1:<random> to each pod port and returns the
+// local ports in the same order; the forward stops when the test ends.
+func forwardPorts(t *testing.T, dialer httpstream.Dialer, podPorts ...int) []int {
+	t.Helper()
+	specs := make([]string, len(podPorts))
+	for i, p := range podPorts {
+		specs[i] = fmt.Sprintf("0:%d", p)
+	}
+	stop, ready := make(chan struct{}), make(chan struct{})
+	var errOut strings.Builder
+	fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, specs, stop, ready, io.Discard, &errOut)
+	if err != nil {
+		t.Fatalf("port-forward: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- fw.ForwardPorts() }()
+	t.Cleanup(func() {
+		close(stop)
+		if err := <-done; err != nil {
+			t.Errorf("port-forward ended with: %v", err)
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("port-forward failed before ready: %v %s", err, errOut.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("port-forward not ready after 30s")
+	}
+	fwd, err := fw.GetPorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := make([]int, len(podPorts))
+	for i, p := range podPorts {
+		for _, f := range fwd {
+			if int(f.Remote) == p {
+				local[i] = int(f.Local)
+			}
+		}
+	}
+	return local
+}
+
+// httpGet fetches a URL and returns its body; any non-200 fails the test.
+func httpGet(t *testing.T, u string) string {
+	t.Helper()
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s: %s", u, resp.Status, b)
+	}
+	return string(b)
+}

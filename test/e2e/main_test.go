@@ -1,0 +1,80 @@
+//go:build e2e
+
+// Package e2e tests kdap against a real single-node Kubernetes brought up on
+// this machine by test/cluster (left running for the next run; `make
+// e2e-clean` tears it down). Run: go test -tags e2e ./test/e2e/...
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/kdap/kdap/test/cluster/localcluster"
+	"github.com/kdap/kdap/test/fixtures"
+)
+
+// env is the cluster every test in this package runs against.
+var env struct {
+	cluster   *localcluster.Cluster
+	rest      *rest.Config
+	clientset *kubernetes.Clientset
+}
+
+func TestMain(m *testing.M) {
+	if err := setUp(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// setUp brings the cluster up (if it is not) and loads the fixture images.
+func setUp() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("the e2e tests start a Kubernetes node and must run as root (sudo go test -tags e2e ./test/e2e/...)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	c, err := localcluster.New(localcluster.Config{Out: os.Stderr})
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := c.Up(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "e2e: cluster up in %s (KUBECONFIG=%s)\n", time.Since(start).Round(10*time.Millisecond), c.Kubeconfig())
+
+	start = time.Now()
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		return err
+	}
+	outDir, err := os.MkdirTemp("", "kdap-e2e-images-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(outDir)
+	tars, err := fixtures.Build(ctx, repo, outDir)
+	if err != nil {
+		return err
+	}
+	if err := c.Load(ctx, tars...); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "e2e: fixture images built and loaded in %s\n", time.Since(start).Round(10*time.Millisecond))
+
+	env.cluster = c
+	if env.rest, err = c.RESTConfig(); err != nil {
+		return err
+	}
+	env.clientset, err = kubernetes.NewForConfig(env.rest)
+	return err
+}
