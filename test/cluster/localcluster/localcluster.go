@@ -233,10 +233,7 @@ func (c *Cluster) Down(ctx context.Context) error {
 	if ok := c.deleteAllPods(ctx); !ok {
 		fmt.Fprintln(c.out, "cluster: API not reachable; stopping processes directly")
 	}
-	// Binaries are matched by /proc/PID/exe; resolve them from the pid files'
-	// owners since the cache path depends on the pinned version.
 	for i := len(comps) - 1; i >= 0; i-- {
-		comps[i].bin = pidExe(c.layout.pidFile(comps[i].name))
 		c.stop(comps[i], 10*time.Second)
 	}
 	c.cleanupLeftovers()
@@ -303,7 +300,7 @@ func (c *Cluster) Status(ctx context.Context) (string, error) {
 	comps := c.components(apiserverBin, kubeletBin)
 	for i := range comps {
 		comps[i].bin = pidExe(c.layout.pidFile(comps[i].name))
-		if pid := c.runningPID(comps[i]); pid != 0 && comps[i].bin != "" {
+		if pid := recordedPID(c.layout.pidFile(comps[i].name), comps[i].name); pid != 0 {
 			fmt.Fprintf(&b, "  %-15s running, pid %d, log %s\n", comps[i].name, pid, c.layout.logFile(comps[i].name))
 		} else {
 			fmt.Fprintf(&b, "  %-15s not running\n", comps[i].name)

@@ -1,15 +1,19 @@
 package localcluster
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestUnescapeMount(t *testing.T) {
@@ -114,4 +118,73 @@ func verifyPEM(ca *x509.Certificate, certPEM []byte, host string) error {
 	}
 	_, err = cert.Verify(x509.VerifyOptions{Roots: pool, DNSName: host, KeyUsages: []x509.ExtKeyUsage{usage}})
 	return err
+}
+
+func newTestCluster(t *testing.T) *Cluster {
+	dir := t.TempDir()
+	for _, d := range []string{"run", "logs"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &Cluster{cfg: Config{Dir: dir}, layout: layout{dir: dir}, out: io.Discard}
+}
+
+func TestStartReportsAComponentThatExitsWithItsLog(t *testing.T) {
+	c := newTestCluster(t)
+	comp := component{
+		name:  "broken",
+		bin:   "/bin/sh",
+		args:  []string{"-c", "echo line one; echo 'fatal: cannot bind' >&2; exit 3"},
+		ready: func(context.Context) error { return errors.New("not yet") },
+	}
+	err := c.start(context.Background(), comp, 30*time.Second)
+	if err == nil {
+		t.Fatal("start of a component that exits succeeded")
+	}
+	for _, want := range []string{"broken exited while starting", "exit status 3", "fatal: cannot bind", c.layout.logFile("broken")} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+func TestStartWaitsForReadiness(t *testing.T) {
+	c := newTestCluster(t)
+	marker := filepath.Join(c.layout.dir, "ready")
+	comp := component{
+		name: "sleep", // stop recognises a component by its executable's name
+		bin:  "/bin/sh",
+		args: []string{"-c", "sleep 0.3; touch " + marker + "; exec sleep 30"},
+		ready: func(context.Context) error {
+			_, err := os.Stat(marker)
+			return err
+		},
+	}
+	if err := c.start(context.Background(), comp, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	comp.bin = "/usr/bin/sleep"
+	pid := c.runningPID(comp)
+	if pid == 0 {
+		t.Fatal("the started component is not recognised as running")
+	}
+	c.stop(comp, 5*time.Second)
+	if s := procState(pid); s != "" && s != "Z" {
+		t.Errorf("pid %d still running (state %s) after stop", pid, s)
+	}
+	if _, err := os.Stat(c.layout.pidFile("sleep")); !os.IsNotExist(err) {
+		t.Errorf("pid file left after stop: %v", err)
+	}
+}
+
+func TestRunningPIDIgnoresAReusedPID(t *testing.T) {
+	c := newTestCluster(t)
+	// The pid file names a live process (this test) that is not etcd.
+	os.WriteFile(c.layout.pidFile("etcd"), []byte(strconv.Itoa(os.Getpid())), 0o644)
+	comp := component{name: "etcd", bin: "/usr/bin/etcd"} // this test binary is not called etcd
+	if pid := c.runningPID(comp); pid != 0 {
+		t.Fatalf("runningPID = %d for a process that is not etcd; stop would kill it", pid)
+	}
+	c.stop(comp, time.Second) // must not signal this process
 }

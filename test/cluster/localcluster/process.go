@@ -87,15 +87,38 @@ func (c *Cluster) runningPID(comp component) int {
 }
 
 // stop ends comp: SIGTERM, then SIGKILL after grace. Only the pid recorded
-// in comp's pid file is signalled, and only if it still runs comp's binary.
+// in comp's pid file is signalled, and only if that process's executable is
+// named like the component (kube-apiserver, kubelet, …) — from this or an
+// older build, so a version bump can still stop the old cluster.
 func (c *Cluster) stop(comp component, grace time.Duration) {
 	defer os.Remove(c.layout.pidFile(comp.name))
-	pid := c.runningPID(comp)
+	pid := recordedPID(c.layout.pidFile(comp.name), comp.name)
 	if pid == 0 {
 		return
 	}
 	fmt.Fprintf(c.out, "cluster: stopping %s (pid %d)\n", comp.name, pid)
 	terminate(pid, grace)
+}
+
+// recordedPID returns the live pid in pidFile if its executable is called
+// exeName, else 0.
+func recordedPID(pidFile, exeName string) int {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil || filepath.Base(strings.TrimSuffix(exe, " (deleted)")) != exeName {
+		return 0
+	}
+	if state := procState(pid); state == "Z" || state == "" {
+		return 0
+	}
+	return pid
 }
 
 // terminate sends SIGTERM to pid and SIGKILL if it has not exited after grace.

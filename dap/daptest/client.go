@@ -1,0 +1,174 @@
+// Package daptest is a DAP client for tests: it sends requests and waits for
+// the responses and events a test expects, failing the test with what it
+// saw instead. It speaks to any DAP server: kdap, dlv, an in-process fake.
+package daptest
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kdap/kdap/dap"
+)
+
+// Client is a test DAP client on one connection.
+type Client struct {
+	conn    io.ReadWriteCloser
+	w       *dap.Writer
+	in      chan *dap.Message
+	readErr chan error
+	Timeout time.Duration // how long Expect* wait; default 10 s
+
+	mu   sync.Mutex
+	seq  int
+	seen []string // recent messages, for failure reports
+}
+
+// NewClient starts reading conn; Close ends it.
+func NewClient(conn io.ReadWriteCloser) *Client {
+	c := &Client{conn: conn, w: dap.NewWriter(conn), in: make(chan *dap.Message, 256), readErr: make(chan error, 1), Timeout: 10 * time.Second}
+	go func() {
+		r := dap.NewReader(conn)
+		for {
+			raw, err := r.Read()
+			if err != nil {
+				c.readErr <- err
+				close(c.in)
+				return
+			}
+			m, err := dap.Parse(raw)
+			if err != nil {
+				c.readErr <- err
+				close(c.in)
+				return
+			}
+			c.in <- m
+		}
+	}()
+	return c
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Send sends a request and returns its seq. args may be nil, a Go value or
+// a json.RawMessage.
+func (c *Client) Send(command string, args any) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seq++
+	msg := map[string]any{"seq": c.seq, "type": "request", "command": command}
+	if args != nil {
+		msg["arguments"] = args
+	}
+	raw, _ := json.Marshal(msg)
+	c.w.Write(raw)
+	return c.seq
+}
+
+// SendRaw writes one message as given (for responses to reverse requests
+// and malformed input).
+func (c *Client) SendRaw(content []byte) error { return c.w.Write(content) }
+
+// NextSeq is the seq the next Send will use; for hand-built messages.
+func (c *Client) NextSeq() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seq++
+	return c.seq
+}
+
+// Expect waits for a message that match accepts, skipping others; it fails
+// the test if none comes in time or the connection ends.
+func (c *Client) Expect(t testing.TB, what string, match func(*dap.Message) bool) *dap.Message {
+	t.Helper()
+	deadline := time.After(c.Timeout)
+	for {
+		select {
+		case m, ok := <-c.in:
+			if !ok {
+				t.Fatalf("waiting for %s: connection ended (%v); saw:\n%s", what, <-c.readErr, c.recent())
+			}
+			c.remember(m)
+			if match(m) {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("no %s within %s; saw:\n%s", what, c.Timeout, c.recent())
+		}
+	}
+}
+
+// ExpectResponse waits for the response to request seq and fails the test
+// unless it succeeded.
+func (c *Client) ExpectResponse(t testing.TB, seq int) *dap.Message {
+	t.Helper()
+	m := c.ExpectAnyResponse(t, seq)
+	if !m.Success {
+		t.Fatalf("%s (seq %d) failed: %s", m.Command, seq, m.ErrorText())
+	}
+	return m
+}
+
+// ExpectAnyResponse waits for the response to request seq, success or not.
+func (c *Client) ExpectAnyResponse(t testing.TB, seq int) *dap.Message {
+	t.Helper()
+	return c.Expect(t, fmt.Sprintf("response to seq %d", seq), func(m *dap.Message) bool {
+		return m.Type == "response" && m.RequestSeq == seq
+	})
+}
+
+// ExpectEvent waits for an event by name.
+func (c *Client) ExpectEvent(t testing.TB, name string) *dap.Message {
+	t.Helper()
+	return c.Expect(t, name+" event", func(m *dap.Message) bool { return m.Type == "event" && m.Event == name })
+}
+
+// ExpectRequest waits for a reverse request by command.
+func (c *Client) ExpectRequest(t testing.TB, command string) *dap.Message {
+	t.Helper()
+	return c.Expect(t, command+" request", func(m *dap.Message) bool { return m.Type == "request" && m.Command == command })
+}
+
+// ExpectClosed waits until the server closes the connection.
+func (c *Client) ExpectClosed(t testing.TB) {
+	t.Helper()
+	deadline := time.After(c.Timeout)
+	for {
+		select {
+		case m, ok := <-c.in:
+			if !ok {
+				return
+			}
+			c.remember(m)
+		case <-deadline:
+			t.Fatalf("connection still open after %s; saw:\n%s", c.Timeout, c.recent())
+		}
+	}
+}
+
+// Decode unmarshals a message's body into v, failing the test on error.
+func Decode(t testing.TB, m *dap.Message, v any) {
+	t.Helper()
+	if err := json.Unmarshal(m.Body(), v); err != nil {
+		t.Fatalf("decode body of %s: %v: %s", m.Command+m.Event, err, m.Raw)
+	}
+}
+
+func (c *Client) remember(m *dap.Message) {
+	c.seen = append(c.seen, string(m.Raw))
+	if len(c.seen) > 20 {
+		c.seen = c.seen[1:]
+	}
+}
+
+func (c *Client) recent() string {
+	if len(c.seen) == 0 {
+		return "  (nothing)"
+	}
+	return "  " + strings.Join(c.seen, "\n  ")
+}

@@ -1,0 +1,445 @@
+package dap
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	godap "github.com/google/go-dap"
+)
+
+// Attacher connects a session to a debugger. kdap's orchestration (inject,
+// forward) implements it; tests use an in-process debugger.
+type Attacher interface {
+	// Attach finds the target described by the client's attach arguments,
+	// connects to its debugger and returns the connection. It must return
+	// promptly once ctx is done. Its error is shown to the user as is, so it
+	// should say what to do.
+	Attach(ctx context.Context, args json.RawMessage, r Reporter) (*Debugger, error)
+}
+
+// Reporter tells the user what a slow attach is doing.
+type Reporter interface {
+	Progress(step string) // a progressUpdate, or a console line for clients without progress support
+	Output(text string)   // a line in the debug console
+}
+
+// Debugger is a connection to a debugger, ready for its DAP initialize.
+type Debugger struct {
+	Conn            io.ReadWriteCloser
+	AttachArguments json.RawMessage // arguments of the attach request sent to it
+}
+
+// Options tune a session.
+type Options struct {
+	// AllowTerminate passes disconnect{terminateDebuggee: true} through.
+	// By default it is rewritten to false: a debug session never kills the
+	// target unless the user asked kdap for that.
+	AllowTerminate bool
+	// Trace, if set, receives every message in both directions.
+	Trace io.Writer
+}
+
+// Serve runs one DAP session on client until the client disconnects, the
+// connection ends or ctx is done, then closes client and the debugger
+// connection. It returns nil after an orderly disconnect.
+//
+// Goroutines: Serve itself runs the event loop, which owns all routing
+// state; one reader goroutine per connection feeds it; Attach runs in its own
+// goroutine. Writes to a connection go through its Writer (one frame at a
+// time). Serve waits for every goroutine it started before it returns.
+func Serve(ctx context.Context, client io.ReadWriteCloser, attacher Attacher, opts Options) error {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &session{
+		opts:      opts,
+		attacher:  attacher,
+		done:      make(chan struct{}),
+		forwarded: map[int]int{},
+		internal:  map[int]func(*Message){},
+		reverse:   map[int]int{},
+	}
+	s.client = s.newPeer("IDE", client)
+	defer func() {
+		cancel()
+		s.shutdown()
+	}()
+	return s.loop(ctx)
+}
+
+type state int
+
+const (
+	idle        state = iota // no debugger yet
+	attaching                // Attacher running
+	handshaking              // debugger connected, its initialize under way
+	attached                 // relaying
+	lost                     // the debugger connection ended
+)
+
+type session struct {
+	opts     Options
+	attacher Attacher
+	done     chan struct{} // closed at shutdown; unblocks readers
+	wg       sync.WaitGroup
+	peers    []*peer // every connection opened, for shutdown
+
+	// Owned by the loop goroutine.
+	client, debugger *peer
+	state            state
+	initArgs         json.RawMessage // the client's initialize arguments
+	progress         bool            // the client supports progress events
+	attachReq        *Message        // the client's attach request while attaching/handshaking
+	attachArgs       json.RawMessage // what to send to the debugger's attach
+	attachCancel     context.CancelFunc
+	attachDone       chan attachResult
+	pending          []*Message             // client requests that arrived while handshaking
+	forwarded        map[int]int            // debugger-side seq of a relayed request → client seq
+	internal         map[int]func(*Message) // debugger-side seq of kdap's own request → handler
+	reverse          map[int]int            // client-side seq of a relayed reverse request → debugger seq
+	disconnecting    bool
+}
+
+type attachResult struct {
+	dbg *Debugger
+	err error
+}
+
+// loop is the event loop; it returns when the session is over.
+func (s *session) loop(ctx context.Context) error {
+	for {
+		var fromDebugger <-chan incoming
+		if s.debugger != nil {
+			fromDebugger = s.debugger.in
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case in := <-s.client.in:
+			if in.err != nil {
+				if errors.Is(in.err, io.EOF) {
+					return nil // the IDE went away; shutdown detaches
+				}
+				return fmt.Errorf("reading from the IDE: %w", in.err)
+			}
+			if in.bad != nil {
+				s.output("stderr", fmt.Sprintf("kdap: ignored a message from the IDE: %v\n", in.bad))
+				continue
+			}
+			if done, err := s.fromClient(ctx, in.msg); done || err != nil {
+				return err
+			}
+		case in := <-fromDebugger:
+			if done, err := s.fromDebugger(in); done || err != nil {
+				return err
+			}
+		case res := <-s.attachDone:
+			s.attachFinished(res)
+		}
+	}
+}
+
+// fromClient handles one message from the IDE; done ends the session.
+func (s *session) fromClient(ctx context.Context, m *Message) (done bool, err error) {
+	switch m.Type {
+	case "response": // to a reverse request we relayed
+		if dseq, ok := s.reverse[m.RequestSeq]; ok && s.state == attached {
+			delete(s.reverse, m.RequestSeq)
+			_, err := s.debugger.relay(m, dseq)
+			return false, err
+		}
+		return false, nil
+	case "event":
+		return false, nil // clients send no events; nothing to relay it to
+	}
+	if s.state == attached {
+		if m.Command == "disconnect" {
+			m = s.guardDisconnect(m)
+			s.disconnecting = true
+		}
+		dseq, err := s.debugger.relay(m, 0)
+		if err != nil {
+			return false, err
+		}
+		s.forwarded[dseq] = m.Seq
+		return false, nil
+	}
+	switch m.Command {
+	case "initialize":
+		s.initArgs = m.Arguments()
+		var args godap.InitializeRequestArguments
+		json.Unmarshal(s.initArgs, &args)
+		s.progress = args.SupportsProgressReporting
+		resp := &godap.InitializeResponse{Response: response(m), Body: godap.Capabilities{
+			SupportsConfigurationDoneRequest: true,
+		}}
+		return false, s.client.send(resp)
+	case "attach":
+		if s.state != idle {
+			return false, s.client.send(errorResponse(m, ErrIDAlreadyAttaching, "this session is already attaching; start a new debug session for another target", false))
+		}
+		s.startAttach(ctx, m)
+		return false, nil
+	case "launch":
+		return false, s.client.send(errorResponse(m, ErrIDLaunchUnsupported,
+			`kdap attaches to processes already running in a pod: use "request": "attach" in the launch configuration`, true))
+	case "disconnect", "terminate":
+		if s.attachReq != nil {
+			s.client.send(errorResponse(s.attachReq, ErrIDAttachFailed, "attach cancelled", false))
+			s.attachReq = nil
+		}
+		return true, s.client.send(&godap.Response{ProtocolMessage: godap.ProtocolMessage{Type: "response"}, RequestSeq: m.Seq, Success: true, Command: m.Command})
+	}
+	if s.state == handshaking {
+		s.pending = append(s.pending, m)
+		return false, nil
+	}
+	if s.state == lost {
+		return false, s.client.send(errorResponse(m, ErrIDDebuggerLost, "the connection to the debugger was lost; start a new debug session", true))
+	}
+	return false, s.client.send(errorResponse(m, ErrIDNotAttached, fmt.Sprintf("%q before attach: kdap needs an attach request first", m.Command), false))
+}
+
+// guardDisconnect turns terminateDebuggee off unless the user allowed it.
+func (s *session) guardDisconnect(m *Message) *Message {
+	var args godap.DisconnectArguments
+	if raw := m.Arguments(); raw != nil {
+		json.Unmarshal(raw, &args)
+	}
+	if !args.TerminateDebuggee || s.opts.AllowTerminate {
+		return m
+	}
+	s.output("console", "kdap: the target keeps running (terminateDebuggee refused; start kdap with --allow-terminate to allow it)\n")
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(m.Raw, &fields) != nil {
+		return m
+	}
+	args.TerminateDebuggee = false
+	fields["arguments"], _ = json.Marshal(args)
+	raw, err := json.Marshal(fields)
+	if err != nil {
+		return m
+	}
+	if out, err := Parse(raw); err == nil {
+		return out
+	}
+	return m
+}
+
+func (s *session) startAttach(ctx context.Context, m *Message) {
+	s.state = attaching
+	s.attachReq = m
+	actx, cancel := context.WithCancel(ctx)
+	s.attachCancel = cancel
+	s.attachDone = make(chan attachResult, 1)
+	if s.progress {
+		s.client.send(&godap.ProgressStartEvent{Event: event("progressStart"), Body: godap.ProgressStartEventBody{
+			ProgressId: progressID, Title: "kdap: attaching", RequestId: m.Seq,
+		}})
+	}
+	args := m.Arguments()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		dbg, err := s.attacher.Attach(actx, args, reporter{s})
+		if err == nil && dbg == nil {
+			err = errors.New("internal error: no debugger and no error from attach")
+		}
+		s.attachDone <- attachResult{dbg, err}
+	}()
+}
+
+const progressID = "kdap-attach"
+
+// attachFinished continues with the debugger's initialize, or reports failure.
+func (s *session) attachFinished(res attachResult) {
+	s.attachDone = nil
+	if s.attachReq == nil { // cancelled meanwhile
+		if res.dbg != nil {
+			res.dbg.Conn.Close()
+		}
+		return
+	}
+	if res.err != nil {
+		s.failAttach(res.err.Error())
+		return
+	}
+	s.debugger = s.newPeer("debugger", res.dbg.Conn)
+	s.attachArgs = res.dbg.AttachArguments
+	s.state = handshaking
+	init := map[string]any{"seq": 0, "type": "request", "command": "initialize", "arguments": s.initArgs}
+	if s.initArgs == nil {
+		init["arguments"] = godap.InitializeRequestArguments{AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}
+	}
+	dseq, err := s.debugger.sendSeq(init)
+	if err != nil {
+		s.failAttach(fmt.Sprintf("sending initialize to the debugger: %v", err))
+		return
+	}
+	s.internal[dseq] = s.debuggerInitialized
+}
+
+// debuggerInitialized forwards the debugger's capabilities and sends it the
+// attach request, whose response goes to the client's attach.
+func (s *session) debuggerInitialized(resp *Message) {
+	if !resp.Success {
+		s.failAttach("the debugger refused initialize: " + resp.ErrorText())
+		return
+	}
+	var caps godap.Capabilities
+	if body := resp.Body(); body != nil {
+		json.Unmarshal(body, &caps)
+	}
+	s.client.send(&godap.CapabilitiesEvent{Event: event("capabilities"), Body: godap.CapabilitiesEventBody{Capabilities: caps}})
+	attach := map[string]any{"seq": 0, "type": "request", "command": "attach", "arguments": s.attachArgs}
+	dseq, err := s.debugger.sendSeq(attach)
+	if err != nil {
+		s.failAttach(fmt.Sprintf("sending attach to the debugger: %v", err))
+		return
+	}
+	s.forwarded[dseq] = s.attachReq.Seq
+	s.attachReq = nil
+	s.state = attached
+	s.endProgress("attached")
+	for _, m := range s.pending {
+		dseq, err := s.debugger.relay(m, 0)
+		if err != nil {
+			break
+		}
+		s.forwarded[dseq] = m.Seq
+	}
+	s.pending = nil
+}
+
+func (s *session) failAttach(msg string) {
+	s.endProgress("failed")
+	if s.attachReq != nil {
+		s.client.send(errorResponse(s.attachReq, ErrIDAttachFailed, msg, true))
+		s.attachReq = nil
+	}
+	for _, m := range s.pending {
+		s.client.send(errorResponse(m, ErrIDNotAttached, "attach failed", false))
+	}
+	s.pending = nil
+	if s.debugger != nil {
+		s.debugger.close(0)
+		s.debugger = nil
+	}
+	s.state = idle
+}
+
+func (s *session) endProgress(msg string) {
+	if s.progress {
+		s.client.send(&godap.ProgressEndEvent{Event: event("progressEnd"), Body: godap.ProgressEndEventBody{ProgressId: progressID, Message: msg}})
+	}
+}
+
+// fromDebugger handles one message (or the end) of the debugger connection.
+func (s *session) fromDebugger(in incoming) (done bool, err error) {
+	if in.err != nil {
+		s.debugger.close(0)
+		s.debugger = nil
+		if s.disconnecting {
+			return true, nil
+		}
+		if s.state == handshaking {
+			s.failAttach(fmt.Sprintf("the debugger closed the connection during attach (%v)", in.err))
+			return false, nil
+		}
+		s.state = lost
+		s.output("stderr", fmt.Sprintf("kdap: lost the connection to the debugger (%v); the target keeps running\n", in.err))
+		s.client.send(&godap.TerminatedEvent{Event: event("terminated")})
+		return false, nil
+	}
+	if in.bad != nil {
+		s.output("stderr", fmt.Sprintf("kdap: ignored a message from the debugger: %v\n", in.bad))
+		return false, nil
+	}
+	m := in.msg
+	switch m.Type {
+	case "response":
+		if h, ok := s.internal[m.RequestSeq]; ok {
+			delete(s.internal, m.RequestSeq)
+			h(m)
+			return false, nil
+		}
+		cseq, ok := s.forwarded[m.RequestSeq]
+		if !ok {
+			return false, nil // a response to nothing we sent
+		}
+		delete(s.forwarded, m.RequestSeq)
+		if _, err := s.client.relay(m, cseq); err != nil {
+			return false, err
+		}
+		return m.Command == "disconnect", nil
+	case "request": // reverse request (runInTerminal, startDebugging, …)
+		cseq, err := s.client.relay(m, 0)
+		s.reverse[cseq] = m.Seq
+		return false, err
+	default:
+		_, err := s.client.relay(m, 0)
+		return false, err
+	}
+}
+
+// output sends an output event to the client (errors are ignored: if the
+// client is gone the loop notices on its reader).
+func (s *session) output(category, text string) {
+	s.client.send(&godap.OutputEvent{Event: event("output"), Body: godap.OutputEventBody{Category: category, Output: text}})
+}
+
+// shutdown cancels an attach, closes both connections and waits for every
+// goroutine the session started.
+func (s *session) shutdown() {
+	if s.attachCancel != nil {
+		s.attachCancel()
+	}
+	if s.attachDone != nil {
+		if res := <-s.attachDone; res.dbg != nil {
+			res.dbg.Conn.Close()
+		}
+	}
+	// The debugger first, so it sees the end before the IDE does; each gets
+	// what is queued for it (the last response, a terminated event).
+	for i := len(s.peers) - 1; i >= 0; i-- {
+		s.peers[i].close(shutdownGrace)
+	}
+	close(s.done)
+	s.wg.Wait()
+}
+
+// shutdownGrace bounds how long shutdown waits for a peer that does not read
+// the last messages queued for it.
+const shutdownGrace = 2 * time.Second
+
+// reporter adapts the session to the Reporter an Attacher sees; it may be
+// called from the attach goroutine (sends are serialised by the peer).
+type reporter struct{ s *session }
+
+func (r reporter) Progress(step string) {
+	if r.s.progress {
+		r.s.client.send(&godap.ProgressUpdateEvent{Event: event("progressUpdate"), Body: godap.ProgressUpdateEventBody{ProgressId: progressID, Message: step}})
+		return
+	}
+	r.s.output("console", "kdap: "+step+"\n")
+}
+
+func (r reporter) Output(text string) { r.s.output("console", text+"\n") }
+
+func event(name string) godap.Event {
+	return godap.Event{ProtocolMessage: godap.ProtocolMessage{Type: "event"}, Event: name}
+}
+
+func response(req *Message) godap.Response {
+	return godap.Response{ProtocolMessage: godap.ProtocolMessage{Type: "response"}, RequestSeq: req.Seq, Success: true, Command: req.Command}
+}
+
+func errorResponse(req *Message, id int, msg string, showUser bool) *godap.ErrorResponse {
+	r := response(req)
+	r.Success = false
+	r.Message = msg
+	return &godap.ErrorResponse{Response: r, Body: godap.ErrorResponseBody{Error: &godap.ErrorMessage{Id: id, Format: msg, ShowUser: showUser}}}
+}
