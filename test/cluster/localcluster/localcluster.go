@@ -134,11 +134,12 @@ func (c *Cluster) Up(ctx context.Context) error {
 		return err
 	}
 	comps := c.components(apiserverBin, kubeletBin)
-	if c.healthy(ctx, comps) == nil {
+	health := c.healthy(ctx, comps)
+	if health == nil {
 		return nil
 	}
 	if c.anyPidFile(comps) {
-		fmt.Fprintf(c.out, "cluster: found a stopped or broken cluster in %s; cleaning it up before starting\n", c.cfg.Dir)
+		fmt.Fprintf(c.out, "cluster: the cluster in %s is not healthy (%v); cleaning it up and starting afresh\n", c.cfg.Dir, health)
 		for i := len(comps) - 1; i >= 0; i-- {
 			c.stop(comps[i], 10*time.Second)
 		}
@@ -186,7 +187,7 @@ func (c *Cluster) Up(ctx context.Context) error {
 func (c *Cluster) healthy(ctx context.Context, comps []component) error {
 	for _, comp := range comps {
 		if c.runningPID(comp) == 0 {
-			return fmt.Errorf("%s is not running", comp.name)
+			return fmt.Errorf("%s is not running from %s", comp.name, comp.bin)
 		}
 		probeCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		err := comp.ready(probeCtx)
