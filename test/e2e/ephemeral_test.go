@@ -97,7 +97,8 @@ func TestEphemeralContainerSeesTargetAndPortForwardReachesIt(t *testing.T) {
 	for i, kind := range dialerKinds {
 		t.Run(kind, func(t *testing.T) {
 			start := time.Now()
-			local := forwardPorts(t, portForwardDialer(t, ns, "gohttp", kind), fixtures.ProbePort, fixtures.GoHTTPPort)
+			dialer := portForwardDialer(t, ns, "gohttp", kind)
+			local := []int{forwardPort(t, dialer, fixtures.ProbePort).LocalPort, forwardPort(t, dialer, fixtures.GoHTTPPort).LocalPort}
 			ready := time.Since(start)
 
 			body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", local[0]))

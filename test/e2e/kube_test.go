@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,9 +17,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/portforward"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	watchtools "k8s.io/client-go/tools/watch"
-	"k8s.io/client-go/transport/spdy"
+
+	"github.com/kdap/kdap/forward"
+	"github.com/kdap/kdap/test/cluster/localcluster"
 )
 
 var nsCounter atomic.Int64
@@ -149,77 +150,34 @@ var dialerKinds = []string{"websocket", "spdy", "fallback"}
 // portForwardDialer builds the dialer of the given kind for a pod.
 func portForwardDialer(t *testing.T, ns, pod, kind string) httpstream.Dialer {
 	t.Helper()
-	u := env.clientset.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("portforward").URL()
-	spdyDialer := func() httpstream.Dialer {
-		transport, upgrader, err := spdy.RoundTripperFor(env.rest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
-	}
-	wsDialer := func() httpstream.Dialer {
-		d, err := portforward.NewSPDYOverWebsocketDialer(u, env.rest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
+	u := forward.URL(env.clientset, ns, pod)
+	var d httpstream.Dialer
+	var err error
 	switch kind {
 	case "websocket":
-		return wsDialer()
+		d, err = forward.WebsocketDialer(env.rest, u)
 	case "spdy":
-		return spdyDialer()
+		d, err = forward.SPDYDialer(env.rest, u)
 	case "fallback":
-		return portforward.NewFallbackDialer(wsDialer(), spdyDialer(), func(err error) bool {
-			return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
-		})
+		d, err = forward.Dialer(env.rest, u)
+	default:
+		err = fmt.Errorf("unknown dialer kind %q", kind)
 	}
-	t.Fatalf("unknown dialer kind %q", kind)
-	return nil
-}
-
-// forwardPorts forwards 127.0.0.1:<random> to each pod port and returns the
-// local ports in the same order; the forward stops when the test ends.
-func forwardPorts(t *testing.T, dialer httpstream.Dialer, podPorts ...int) []int {
-	t.Helper()
-	specs := make([]string, len(podPorts))
-	for i, p := range podPorts {
-		specs[i] = fmt.Sprintf("0:%d", p)
-	}
-	stop, ready := make(chan struct{}), make(chan struct{})
-	var errOut strings.Builder
-	fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, specs, stop, ready, io.Discard, &errOut)
-	if err != nil {
-		t.Fatalf("port-forward: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- fw.ForwardPorts() }()
-	t.Cleanup(func() {
-		close(stop)
-		if err := <-done; err != nil {
-			t.Errorf("port-forward ended with: %v", err)
-		}
-	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("port-forward failed before ready: %v %s", err, errOut.String())
-	case <-time.After(30 * time.Second):
-		t.Fatal("port-forward not ready after 30s")
-	}
-	fwd, err := fw.GetPorts()
 	if err != nil {
 		t.Fatal(err)
 	}
-	local := make([]int, len(podPorts))
-	for i, p := range podPorts {
-		for _, f := range fwd {
-			if int(f.Remote) == p {
-				local[i] = int(f.Local)
-			}
-		}
+	return d
+}
+
+// forwardPort forwards 127.0.0.1:<random> to a pod port until the test ends.
+func forwardPort(t *testing.T, dialer httpstream.Dialer, podPort int) *forward.Forward {
+	t.Helper()
+	f, err := forward.Start(context.Background(), dialer, 0, podPort)
+	if err != nil {
+		t.Fatalf("port-forward to %d: %v", podPort, err)
 	}
-	return local
+	t.Cleanup(f.Close)
+	return f
 }
 
 // httpGet fetches a URL and returns its body; any non-200 fails the test.
@@ -236,4 +194,11 @@ func httpGet(t *testing.T, u string) string {
 		t.Fatalf("GET %s: %s: %s", u, resp.Status, b)
 	}
 	return string(b)
+}
+
+// kubeconfigFor is a kubeconfig for the test cluster with a client
+// certificate (from env.cluster.IssueUser).
+func kubeconfigFor(t *testing.T, certPEM, keyPEM []byte) *clientcmdapi.Config {
+	t.Helper()
+	return localcluster.Kubeconfig(env.rest.Host, env.rest.TLSClientConfig.CAData, "user", certPEM, keyPEM)
 }

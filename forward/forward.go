@@ -1,0 +1,168 @@
+// Package forward port-forwards a loopback port on this machine to a port
+// inside a pod, in-process with client-go: websocket first, SPDY when the
+// server cannot upgrade to websockets. It reports readiness and the loss of
+// the forward; it knows nothing of what flows through it.
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/transport/spdy"
+)
+
+// URL is the portforward subresource URL of a pod.
+func URL(client kubernetes.Interface, namespace, pod string) *url.URL {
+	return client.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("portforward").URL()
+}
+
+// SPDYDialer dials the portforward subresource with SPDY.
+func SPDYDialer(cfg *rest.Config, u *url.URL) (httpstream.Dialer, error) {
+	transport, upgrader, err := spdy.RoundTripperFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u), nil
+}
+
+// WebsocketDialer dials the portforward subresource with the websocket
+// protocol (Kubernetes ≥ 1.30).
+func WebsocketDialer(cfg *rest.Config, u *url.URL) (httpstream.Dialer, error) {
+	return portforward.NewSPDYOverWebsocketDialer(u, cfg)
+}
+
+// Dialer tries websockets and falls back to SPDY when the upgrade fails, as
+// kubectl does.
+func Dialer(cfg *rest.Config, u *url.URL) (httpstream.Dialer, error) {
+	ws, err := WebsocketDialer(cfg, u)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := SPDYDialer(cfg, u)
+	if err != nil {
+		return nil, err
+	}
+	return portforward.NewFallbackDialer(ws, sp, func(err error) bool {
+		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+	}), nil
+}
+
+// Forward is one running port-forward. Close stops it; Done is closed when
+// it ends for any reason, after which Err says why.
+type Forward struct {
+	LocalPort int
+
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	err    error
+	errOut *syncBuffer
+}
+
+// Start forwards 127.0.0.1:localPort (0 picks a free port) to podPort and
+// returns once the local listener is ready.
+func Start(ctx context.Context, dialer httpstream.Dialer, localPort, podPort int) (*Forward, error) {
+	f := &Forward{stop: make(chan struct{}), done: make(chan struct{}), errOut: &syncBuffer{}}
+	ready := make(chan struct{})
+	pf, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{fmt.Sprintf("%d:%d", localPort, podPort)}, f.stop, ready, io.Discard, f.errOut)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		err := pf.ForwardPorts()
+		if err == nil && !f.closed() {
+			err = errors.New("lost connection to pod")
+		}
+		if msg := f.errOut.String(); err != nil && msg != "" {
+			err = fmt.Errorf("%w (%s)", err, strings.TrimSpace(msg))
+		}
+		f.err = err
+		close(f.done)
+	}()
+	select {
+	case <-ready:
+	case <-f.done:
+		return nil, fmt.Errorf("port-forward to pod port %d: %w", podPort, f.err)
+	case <-ctx.Done():
+		f.Close()
+		return nil, ctx.Err()
+	}
+	ports, err := pf.GetPorts()
+	if err != nil || len(ports) != 1 {
+		f.Close()
+		return nil, fmt.Errorf("port-forward to pod port %d: no local port (%v)", podPort, err)
+	}
+	f.LocalPort = int(ports[0].Local)
+	go func() { // stop with ctx
+		select {
+		case <-ctx.Done():
+			f.Close()
+		case <-f.done:
+		}
+	}()
+	return f, nil
+}
+
+// Addr is the local address to connect to.
+func (f *Forward) Addr() string { return fmt.Sprintf("127.0.0.1:%d", f.LocalPort) }
+
+// Done is closed when the forward has ended.
+func (f *Forward) Done() <-chan struct{} { return f.done }
+
+// Err says why the forward ended (nil after Close).
+func (f *Forward) Err() error {
+	select {
+	case <-f.done:
+		return f.err
+	default:
+		return nil
+	}
+}
+
+// Close stops the forward and waits until its listener is closed (at most
+// 5 s); it is idempotent.
+func (f *Forward) Close() {
+	f.once.Do(func() { close(f.stop) })
+	select {
+	case <-f.done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+func (f *Forward) closed() bool {
+	select {
+	case <-f.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// syncBuffer collects the forwarder's error output from its goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,163 @@
+// Package inject adds kdap's agent to a running pod as an ephemeral
+// container: the container spec (pure functions), the single patch to the
+// pod's ephemeralcontainers subresource, the wait until it runs (with the
+// kubelet's reason when it does not), and finding a live agent to reuse.
+// It knows nothing of DAP.
+package inject
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// NamePrefix starts the name of every container kdap injects, so users and
+// kdap recognise them in `kubectl describe pod`.
+const NamePrefix = "kdap-agent-"
+
+// DefaultPort is the agent's loopback port unless another agent in the pod
+// uses it.
+const DefaultPort = 47474
+
+// Agent env variables: the agent reads its settings from them, and kdap
+// reads them back from the pod spec to reuse a running agent.
+const (
+	EnvListen  = "KDAP_AGENT_LISTEN"  // 127.0.0.1:PORT
+	EnvRuntime = "KDAP_AGENT_RUNTIME" // auto|go|python|node|java
+	EnvTTL     = "KDAP_AGENT_TTL"     // idle time before the agent exits, e.g. 15m0s
+)
+
+// Options describe the agent to inject.
+type Options struct {
+	Image     string        // debugger image for the runtime
+	Target    string        // name of the container whose process is debugged
+	Runtime   string        // runtime the agent should expect (auto lets it detect)
+	Port      int           // loopback port; 0 picks DefaultPort or the next free one
+	TTL       time.Duration // idle time before the agent exits
+	Ptrace    bool          // add SYS_PTRACE (runtimes whose debugger ptraces the target)
+	RunAsUser *int64        // run as this uid (the target's, when known)
+}
+
+// Agent is an injected agent container.
+type Agent struct {
+	Name string
+	Port int
+}
+
+// Container builds the ephemeral container for an agent named name. It
+// shares the target container's PID namespace (targetContainerName), keeps
+// its log as the termination message when it fails, and asks for no
+// privilege beyond SYS_PTRACE where the runtime needs it.
+func Container(name string, o Options) corev1.EphemeralContainer {
+	no := false
+	sc := &corev1.SecurityContext{AllowPrivilegeEscalation: &no, RunAsUser: o.RunAsUser}
+	if o.Ptrace {
+		sc.Capabilities = &corev1.Capabilities{Add: []corev1.Capability{"SYS_PTRACE"}}
+	}
+	return corev1.EphemeralContainer{
+		EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+			Name:            name,
+			Image:           o.Image,
+			ImagePullPolicy: corev1.PullIfNotPresent,
+			Env: []corev1.EnvVar{
+				{Name: EnvListen, Value: fmt.Sprintf("127.0.0.1:%d", o.Port)},
+				{Name: EnvRuntime, Value: o.Runtime},
+				{Name: EnvTTL, Value: o.TTL.String()},
+			},
+			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+			SecurityContext:          sc,
+		},
+		TargetContainerName: o.Target,
+	}
+}
+
+// FreePort is the port a new agent in pod should use: DefaultPort, or the
+// next one no other kdap agent in the pod was given (agents share the pod's
+// network namespace).
+func FreePort(pod *corev1.Pod) int {
+	used := map[int]bool{}
+	for _, ec := range pod.Spec.EphemeralContainers {
+		if p := agentPort(ec); p != 0 {
+			used[p] = true
+		}
+	}
+	port := DefaultPort
+	for used[port] {
+		port++
+	}
+	return port
+}
+
+// FindRunning returns a kdap agent in pod that targets container, uses the
+// given image, and is Running, if there is one.
+func FindRunning(pod *corev1.Pod, container, image string) (Agent, bool) {
+	running := map[string]bool{}
+	for _, st := range pod.Status.EphemeralContainerStatuses {
+		if st.State.Running != nil {
+			running[st.Name] = true
+		}
+	}
+	for _, ec := range pod.Spec.EphemeralContainers {
+		if !strings.HasPrefix(ec.Name, NamePrefix) || ec.TargetContainerName != container || ec.Image != image || !running[ec.Name] {
+			continue
+		}
+		if port := agentPort(ec); port != 0 {
+			return Agent{Name: ec.Name, Port: port}, true
+		}
+	}
+	return Agent{}, false
+}
+
+// NewName returns an agent name not yet used in pod.
+func NewName(pod *corev1.Pod, suffix func() string) string {
+	taken := map[string]bool{}
+	for _, ec := range pod.Spec.EphemeralContainers {
+		taken[ec.Name] = true
+	}
+	for {
+		if name := NamePrefix + suffix(); !taken[name] {
+			return name
+		}
+	}
+}
+
+func agentPort(ec corev1.EphemeralContainer) int {
+	if !strings.HasPrefix(ec.Name, NamePrefix) {
+		return 0
+	}
+	for _, e := range ec.Env {
+		if e.Name != EnvListen {
+			continue
+		}
+		if i := strings.LastIndexByte(e.Value, ':'); i >= 0 {
+			if p, err := strconv.Atoi(e.Value[i+1:]); err == nil {
+				return p
+			}
+		}
+	}
+	return 0
+}
+
+// PodSecurityLevel is the PodSecurity level enforced in a namespace
+// (privileged when unlabelled).
+func PodSecurityLevel(ns *corev1.Namespace) string {
+	if level := ns.Labels["pod-security.kubernetes.io/enforce"]; level != "" {
+		return level
+	}
+	return "privileged"
+}
+
+// CheckPodSecurity says, before any API call, that an agent which needs
+// SYS_PTRACE cannot run in a namespace enforcing baseline or restricted.
+func CheckPodSecurity(ns *corev1.Namespace, o Options) error {
+	level := PodSecurityLevel(ns)
+	if !o.Ptrace || level == "privileged" {
+		return nil
+	}
+	return fmt.Errorf("namespace %q enforces PodSecurity %q, which forbids the SYS_PTRACE capability the %s debugger needs to attach: "+
+		"ask a cluster admin to label the namespace pod-security.kubernetes.io/enforce=privileged while you debug, or debug in a namespace that allows it",
+		ns.Name, level, o.Runtime)
+}
