@@ -12,30 +12,20 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kdap/kdap/agentapi"
 )
 
 // NamePrefix starts the name of every container kdap injects, so users and
 // kdap recognise them in `kubectl describe pod`.
 const NamePrefix = "kdap-agent-"
 
-// DefaultPort is the agent's loopback port unless another agent in the pod
-// uses it.
-const DefaultPort = 47474
-
-// Agent env variables: the agent reads its settings from them, and kdap
-// reads them back from the pod spec to reuse a running agent.
-const (
-	EnvListen  = "KDAP_AGENT_LISTEN"  // 127.0.0.1:PORT
-	EnvRuntime = "KDAP_AGENT_RUNTIME" // auto|go|python|node|java
-	EnvTTL     = "KDAP_AGENT_TTL"     // idle time before the agent exits, e.g. 15m0s
-)
-
 // Options describe the agent to inject.
 type Options struct {
 	Image     string        // debugger image for the runtime
 	Target    string        // name of the container whose process is debugged
 	Runtime   string        // runtime the agent should expect (auto lets it detect)
-	Port      int           // loopback port; 0 picks DefaultPort or the next free one
+	Port      int           // loopback port (see FreePort)
 	TTL       time.Duration // idle time before the agent exits
 	Ptrace    bool          // add SYS_PTRACE (runtimes whose debugger ptraces the target)
 	RunAsUser *int64        // run as this uid (the target's, when known)
@@ -63,9 +53,9 @@ func Container(name string, o Options) corev1.EphemeralContainer {
 			Image:           o.Image,
 			ImagePullPolicy: corev1.PullIfNotPresent,
 			Env: []corev1.EnvVar{
-				{Name: EnvListen, Value: fmt.Sprintf("127.0.0.1:%d", o.Port)},
-				{Name: EnvRuntime, Value: o.Runtime},
-				{Name: EnvTTL, Value: o.TTL.String()},
+				{Name: agentapi.EnvListen, Value: fmt.Sprintf("127.0.0.1:%d", o.Port)},
+				{Name: agentapi.EnvRuntime, Value: o.Runtime},
+				{Name: agentapi.EnvTTL, Value: o.TTL.String()},
 			},
 			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 			SecurityContext:          sc,
@@ -74,7 +64,7 @@ func Container(name string, o Options) corev1.EphemeralContainer {
 	}
 }
 
-// FreePort is the port a new agent in pod should use: DefaultPort, or the
+// FreePort is the port a new agent in pod should use: agentapi.DefaultPort, or the
 // next one no other kdap agent in the pod was given (agents share the pod's
 // network namespace).
 func FreePort(pod *corev1.Pod) int {
@@ -84,7 +74,7 @@ func FreePort(pod *corev1.Pod) int {
 			used[p] = true
 		}
 	}
-	port := DefaultPort
+	port := agentapi.DefaultPort
 	for used[port] {
 		port++
 	}
@@ -129,7 +119,7 @@ func agentPort(ec corev1.EphemeralContainer) int {
 		return 0
 	}
 	for _, e := range ec.Env {
-		if e.Name != EnvListen {
+		if e.Name != agentapi.EnvListen {
 			continue
 		}
 		if i := strings.LastIndexByte(e.Value, ':'); i >= 0 {

@@ -9,6 +9,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kdap/kdap/agentapi"
 )
 
 func TestContainer(t *testing.T) {
@@ -26,9 +28,9 @@ func TestContainer(t *testing.T) {
 				EphemeralContainerCommon: corev1.EphemeralContainerCommon{
 					Name: "kdap-agent-abcde", Image: "kdap/go:1", ImagePullPolicy: corev1.PullIfNotPresent,
 					Env: []corev1.EnvVar{
-						{Name: EnvListen, Value: "127.0.0.1:47474"},
-						{Name: EnvRuntime, Value: "go"},
-						{Name: EnvTTL, Value: "15m0s"},
+						{Name: agentapi.EnvListen, Value: "127.0.0.1:47474"},
+						{Name: agentapi.EnvRuntime, Value: "go"},
+						{Name: agentapi.EnvTTL, Value: "15m0s"},
 					},
 					TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 					SecurityContext: &corev1.SecurityContext{
@@ -46,9 +48,9 @@ func TestContainer(t *testing.T) {
 				EphemeralContainerCommon: corev1.EphemeralContainerCommon{
 					Name: "kdap-agent-abcde", Image: "kdap/node:1", ImagePullPolicy: corev1.PullIfNotPresent,
 					Env: []corev1.EnvVar{
-						{Name: EnvListen, Value: "127.0.0.1:47475"},
-						{Name: EnvRuntime, Value: "node"},
-						{Name: EnvTTL, Value: "1m0s"},
+						{Name: agentapi.EnvListen, Value: "127.0.0.1:47475"},
+						{Name: agentapi.EnvRuntime, Value: "node"},
+						{Name: agentapi.EnvTTL, Value: "1m0s"},
 					},
 					TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 					SecurityContext:          &corev1.SecurityContext{AllowPrivilegeEscalation: &no, RunAsUser: &uid},
@@ -116,12 +118,12 @@ func TestFindRunning(t *testing.T) {
 }
 
 func TestFreePortSkipsPortsOfOtherAgents(t *testing.T) {
-	if got := FreePort(&corev1.Pod{}); got != DefaultPort {
+	if got := FreePort(&corev1.Pod{}); got != agentapi.DefaultPort {
 		t.Errorf("empty pod: %d", got)
 	}
-	pod := podWith(agentState{"kdap-agent-a", "app", "i", DefaultPort, false}, agentState{"kdap-agent-b", "x", "i", DefaultPort + 1, true})
-	if got := FreePort(pod); got != DefaultPort+2 {
-		t.Errorf("FreePort = %d, want %d (terminated agents keep their port in the spec too)", got, DefaultPort+2)
+	pod := podWith(agentState{"kdap-agent-a", "app", "i", agentapi.DefaultPort, false}, agentState{"kdap-agent-b", "x", "i", agentapi.DefaultPort + 1, true})
+	if got := FreePort(pod); got != agentapi.DefaultPort+2 {
+		t.Errorf("FreePort = %d, want %d (terminated agents keep their port in the spec too)", got, agentapi.DefaultPort+2)
 	}
 }
 

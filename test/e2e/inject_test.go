@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kdap/kdap/agentapi"
 	"github.com/kdap/kdap/forward"
 	"github.com/kdap/kdap/inject"
 	"github.com/kdap/kdap/test/fixtures"
@@ -24,7 +25,7 @@ import (
 
 // probeAgent is an agent spec that runs the probe fixture as the "agent".
 func probeAgent(target string, ptrace bool) inject.Options {
-	return inject.Options{Image: fixtures.ProbeImage, Target: target, Runtime: "go", Port: inject.DefaultPort, TTL: time.Minute, Ptrace: ptrace}
+	return inject.Options{Image: fixtures.ProbeImage, Target: target, Runtime: "go", Port: agentapi.DefaultPort, TTL: time.Minute, Ptrace: ptrace}
 }
 
 func getPod(t *testing.T, ns, name string) *corev1.Pod {
@@ -52,10 +53,10 @@ func TestInjectRunsAndIsFoundForReuse(t *testing.T) {
 	}
 	t.Logf("patch → Running: %s", time.Since(start).Round(time.Millisecond))
 	agent, ok := inject.FindRunning(getPod(t, ns, "web"), "app", fixtures.ProbeImage)
-	if !ok || agent.Name != name || agent.Port != inject.DefaultPort {
-		t.Fatalf("FindRunning = %+v, %v; want %s on %d", agent, ok, name, inject.DefaultPort)
+	if !ok || agent.Name != name || agent.Port != agentapi.DefaultPort {
+		t.Fatalf("FindRunning = %+v, %v; want %s on %d", agent, ok, name, agentapi.DefaultPort)
 	}
-	if port := inject.FreePort(getPod(t, ns, "web")); port != inject.DefaultPort+1 {
+	if port := inject.FreePort(getPod(t, ns, "web")); port != agentapi.DefaultPort+1 {
 		t.Errorf("FreePort with one agent = %d", port)
 	}
 }

@@ -1,0 +1,208 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-delve/delve/service/rpc2"
+
+	"github.com/kdap/kdap/runtimes"
+)
+
+// delve runs `dlv attach` on the target, at most one at a time, started on
+// the first client and again if it has exited.
+type delve struct {
+	bin string
+	pid int
+	log io.Writer
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	addr   string
+	exited chan struct{} // closed when cmd has exited
+}
+
+func (d *delve) state() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd == nil {
+		return "not started"
+	}
+	return "running"
+}
+
+// ensure returns the address of a running Delve, starting it if needed.
+func (d *delve) ensure(ctx context.Context, logf func(string, ...any)) (string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd != nil {
+		return d.addr, nil
+	}
+	args := runtimes.DelveCommand(d.bin, d.pid)
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), runtimes.DelveEnv...)
+	cmd.Stderr = d.log
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("start %s: %w", d.bin, err)
+	}
+	// Delve prints "API server listening at: 127.0.0.1:PORT" once it serves.
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(d.log, "dlv:", line)
+			if _, addr, ok := strings.Cut(line, "API server listening at: "); ok {
+				select {
+				case found <- strings.TrimSpace(addr):
+				default:
+				}
+			}
+		}
+	}()
+	exited := make(chan struct{})
+	go func() {
+		err := cmd.Wait()
+		logf("dlv exited: %v", err)
+		d.mu.Lock()
+		if d.cmd == cmd {
+			d.cmd = nil
+		}
+		d.mu.Unlock()
+		close(exited)
+	}()
+	select {
+	case addr := <-found:
+		d.cmd, d.addr, d.exited = cmd, addr, exited
+		if err := resume(addr); err != nil {
+			return "", fmt.Errorf("resuming the target after attaching: %w", err)
+		}
+		logf("dlv attached to pid %d in %s, serving at %s; target resumed", d.pid, time.Since(start).Round(time.Millisecond), addr)
+		return addr, nil
+	case <-exited:
+		return "", errors.New("dlv exited while attaching (its output is above in this log); is SYS_PTRACE granted?")
+	case <-time.After(60 * time.Second):
+		cmd.Process.Signal(syscall.SIGTERM)
+		return "", errors.New("dlv did not start serving within 60s")
+	case <-ctx.Done():
+		cmd.Process.Signal(syscall.SIGTERM)
+		return "", ctx.Err()
+	}
+}
+
+// resume continues the target that `dlv attach` halted, on a JSON-RPC
+// connection kept open until that continue returns (when a client halts the
+// target or it hits a breakpoint).
+func resume(addr string) error {
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	states := rpc2.NewClientFromConn(conn).Continue()
+	go func() {
+		for range states {
+		}
+		conn.Close()
+	}()
+	return nil
+}
+
+// client connects a JSON-RPC client to the running Delve (nil if none).
+func (d *delve) client() (*rpc2.RPCClient, error) {
+	d.mu.Lock()
+	addr, running := d.addr, d.cmd != nil
+	d.mu.Unlock()
+	if !running {
+		return nil, nil
+	}
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return rpc2.NewClientFromConn(conn), nil
+}
+
+// release leaves the target running with no breakpoints: halt (Delve
+// changes breakpoints only while halted), clear, continue.
+func (d *delve) release(logf func(string, ...any)) error {
+	c, err := d.client()
+	if err != nil || c == nil {
+		return err
+	}
+	cleared, err := haltAndClear(c)
+	if err != nil {
+		c.Disconnect(true)
+		return err
+	}
+	logf("no client left: cleared %d breakpoints, target resumed", cleared)
+	return c.Disconnect(true)
+}
+
+// haltAndClear halts the target if it runs and clears every user
+// breakpoint (negative ids are Delve's own: panic, fatal error).
+func haltAndClear(c *rpc2.RPCClient) (int, error) {
+	state, err := c.GetStateNonBlocking()
+	if err != nil {
+		return 0, err
+	}
+	if state.Running {
+		if _, err := c.Halt(); err != nil {
+			return 0, fmt.Errorf("halt: %w", err)
+		}
+	}
+	bps, err := c.ListBreakpoints(false)
+	if err != nil {
+		return 0, err
+	}
+	cleared := 0
+	for _, bp := range bps {
+		if bp.ID > 0 {
+			if _, err := c.ClearBreakpoint(bp.ID); err == nil {
+				cleared++
+			}
+		}
+	}
+	return cleared, nil
+}
+
+// detach halts the target, clears breakpoints and lets Delve detach (which
+// resumes the target) and exit. Only a Delve that no longer holds
+// breakpoints is ever killed.
+func (d *delve) detach(logf func(string, ...any)) error {
+	c, err := d.client()
+	if err != nil || c == nil {
+		return err
+	}
+	d.mu.Lock()
+	cmd, exited := d.cmd, d.exited
+	d.mu.Unlock()
+	cleared, err := haltAndClear(c)
+	if err != nil {
+		logf("before detaching: %v", err)
+	}
+	detachErr := c.Detach(false)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		if err == nil && detachErr == nil && cmd != nil { // detached, no breakpoints left
+			cmd.Process.Kill()
+		}
+	}
+	logf("dlv detached (cleared %d breakpoints); the target runs on", cleared)
+	return nil
+}

@@ -1,0 +1,27 @@
+// Package agentapi is the contract between kdap and its in-pod agent: the
+// environment the agent is configured by, its default port, and the status
+// document it serves. It has no dependencies, so both sides import it.
+package agentapi
+
+import "github.com/kdap/kdap/runtimes"
+
+// Environment variables that configure the agent. kdap sets them in the
+// ephemeral container's spec and reads them back to reuse a running agent.
+const (
+	EnvListen  = "KDAP_AGENT_LISTEN"  // 127.0.0.1:PORT
+	EnvRuntime = "KDAP_AGENT_RUNTIME" // auto|go|python|node|java
+	EnvTTL     = "KDAP_AGENT_TTL"     // idle time before the agent exits, e.g. 15m0s
+)
+
+// DefaultPort is the agent's loopback port unless another agent in the pod
+// uses it.
+const DefaultPort = 47474
+
+// Status is the JSON document the agent serves to `GET /`.
+type Status struct {
+	Target   *runtimes.Target `json:"target"`
+	Listen   string           `json:"listen"`
+	TTL      string           `json:"ttl"`
+	Sessions int              `json:"sessions"` // clients connected to the debugger now
+	Debugger string           `json:"debugger"` // "running" or "not started"
+}

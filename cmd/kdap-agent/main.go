@@ -1,0 +1,45 @@
+// Command kdap-agent runs inside the ephemeral container kdap injects: see
+// package agent. It is configured by environment variables (set by kdap's
+// inject package), and flags for running it by hand.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kdap/kdap/agent"
+	"github.com/kdap/kdap/agentapi"
+)
+
+func main() {
+	cfg := agent.Config{Log: os.Stderr}
+	flag.StringVar(&cfg.Listen, "listen", envOr(agentapi.EnvListen, fmt.Sprintf("127.0.0.1:%d", agentapi.DefaultPort)), "loopback address to serve on")
+	flag.StringVar(&cfg.Runtime, "runtime", envOr(agentapi.EnvRuntime, "auto"), "runtime of the target: auto or go")
+	ttl := flag.String("ttl", envOr(agentapi.EnvTTL, "15m"), "idle time before the agent detaches and exits")
+	flag.StringVar(&cfg.Dlv, "dlv", "/dlv", "path of the dlv binary")
+	flag.Parse()
+	d, err := time.ParseDuration(*ttl)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kdap-agent: bad TTL %q: %v\n", *ttl, err)
+		os.Exit(2)
+	}
+	cfg.TTL = d
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := agent.Run(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "kdap-agent:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,145 @@
+package runtimes
+
+import (
+	"debug/buildinfo"
+	"debug/dwarf"
+	"debug/elf"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Go: the target is a Go binary with DWARF; the debugger is Delve, run
+// headless with --accept-multiclient so DAP and JSON-RPC clients (GoLand)
+// share one port; path mapping uses dlv's substitutePath.
+
+// maxSources bounds the source list the agent reports.
+const maxSources = 500
+
+// InspectGo reads what the agent needs from a running Go process: that it is
+// Go, that it has debug information, and where its sources were at build
+// time. The errors say what the user can do.
+func InspectGo(pid int) (*Target, error) {
+	exePath := fmt.Sprintf("/proc/%d/exe", pid)
+	exe, err := os.Readlink(exePath)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the target process %d (%v): the debugger container needs to share the target's PID namespace and may need SYS_PTRACE", pid, err)
+	}
+	info, err := buildinfo.ReadFile(exePath)
+	if err != nil {
+		return nil, &NotThisRuntimeError{Runtime: "go", PID: pid, Exe: exe, Detail: err.Error()}
+	}
+	t := &Target{Runtime: "go", PID: pid, Exe: exe, Version: info.GoVersion, Module: info.Main.Path}
+	f, err := elf.Open(exePath)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", exe, err)
+	}
+	defer f.Close()
+	d, err := f.DWARF()
+	if err != nil {
+		return nil, fmt.Errorf("target %s (pid %d) has no debug information: it was built with -ldflags=\"-s -w\" or stripped; rebuild it without -s -w (and for the best debugging with -gcflags=all=\"-N -l\") to debug it", exe, pid)
+	}
+	t.Sources = goSources(d, info.Main.Path)
+	return t, nil
+}
+
+// goSources lists the files of the main package and the main module's
+// packages, as recorded in the DWARF line tables.
+func goSources(d *dwarf.Data, module string) []string {
+	seen := map[string]bool{}
+	var out []string
+	r := d.Reader()
+	for len(out) < maxSources {
+		e, err := r.Next()
+		if err != nil || e == nil {
+			break
+		}
+		if e.Tag != dwarf.TagCompileUnit {
+			r.SkipChildren()
+			continue
+		}
+		name, _ := e.Val(dwarf.AttrName).(string)
+		ours := name == "main" || (module != "" && (name == module || strings.HasPrefix(name, module+"/")))
+		if ours {
+			if lr, err := d.LineReader(e); err == nil && lr != nil {
+				for _, f := range lr.Files() {
+					if f != nil && strings.HasSuffix(f.Name, ".go") && !seen[f.Name] && len(out) < maxSources {
+						seen[f.Name] = true
+						out = append(out, f.Name)
+					}
+				}
+			}
+		}
+		r.SkipChildren()
+	}
+	return out
+}
+
+// NotThisRuntimeError is a target that is not of the runtime asked for.
+type NotThisRuntimeError struct {
+	Runtime string
+	PID     int
+	Exe     string
+	Detail  string
+}
+
+func (e *NotThisRuntimeError) Error() string {
+	return fmt.Sprintf("target process %d (%s) is not a %s program (%s): check \"container\" in the launch configuration, or set \"runtime\" to the target's language",
+		e.PID, e.Exe, runtimeTitle(e.Runtime), e.Detail)
+}
+
+func runtimeTitle(r string) string {
+	if r == "go" {
+		return "Go"
+	}
+	return r
+}
+
+// DelveCommand is the command line that attaches Delve to pid, serving DAP
+// and JSON-RPC on one loopback port (0 = any; Delve prints the address).
+// The target is halted once Delve has attached: the caller resumes it over
+// JSON-RPC. Not --continue: measured with Delve 1.27.2, a target started
+// that way ran on past a DAP client's breakpoint (stopped event sent, HTTP
+// request answered anyway).
+func DelveCommand(dlv string, pid int) []string {
+	return []string{dlv, "attach", strconv.Itoa(pid), "--headless", "--listen=127.0.0.1:0",
+		"--api-version=2", "--accept-multiclient"}
+}
+
+// DelveEnv turns off Delve's telemetry child process (x/telemetry does not
+// start when it believes it is a grandchild of itself).
+var DelveEnv = []string{"GO_TELEMETRY_CHILD=2"}
+
+// GoAttachArguments turns the IDE's attach arguments into Delve's: remote
+// mode (Delve is already attached), the user's own Delve options passed
+// through, and substitutePath — the user's if given, else one worked out
+// from the target's sources and the files under localRoot.
+func GoAttachArguments(user json.RawMessage, target *Target, localRoot string, localFiles []string) (json.RawMessage, *PathMapping, error) {
+	args, err := passThrough(user)
+	if err != nil {
+		return nil, nil, err
+	}
+	args["mode"] = json.RawMessage(`"remote"`)
+	var explicit struct {
+		SubstitutePath []PathMapping `json:"substitutePath"`
+	}
+	json.Unmarshal(user, &explicit)
+	var mapping *PathMapping
+	switch {
+	case len(explicit.SubstitutePath) > 0:
+		args["substitutePath"], _ = json.Marshal(explicit.SubstitutePath)
+	case localRoot != "" && target != nil:
+		if m, ok := MapSources(localRoot, localFiles, target.Sources); ok && m.From != m.To {
+			mapping = &m
+			args["substitutePath"], _ = json.Marshal([]PathMapping{m})
+		}
+	}
+	out, err := json.Marshal(args)
+	return out, mapping, err
+}
+
+// ErrNoTarget is returned when no process but the agent and pause is visible.
+var ErrNoTarget = errors.New("no target process is visible: the debugger container must be created with targetContainerName set to the target container")
