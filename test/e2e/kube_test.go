@@ -180,6 +180,8 @@ func forwardPort(t *testing.T, dialer httpstream.Dialer, podPort int) *forward.F
 	return f
 }
 
+func httpClient() *http.Client { return &http.Client{Timeout: 60 * time.Second} }
+
 // httpGet fetches a URL and returns its body; any non-200 fails the test.
 func httpGet(t *testing.T, u string) string {
 	t.Helper()

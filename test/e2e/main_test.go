@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -25,6 +26,8 @@ var env struct {
 	cluster   *localcluster.Cluster
 	rest      *rest.Config
 	clientset *kubernetes.Clientset
+	kdap      string // the kdap binary under test
+	repo      string // repository root
 }
 
 func TestMain(m *testing.M) {
@@ -62,6 +65,13 @@ func setUp() error {
 		return err
 	}
 	defer os.RemoveAll(outDir)
+	env.repo = repo
+	env.kdap = filepath.Join(os.TempDir(), "kdap-e2e-bin", "kdap")
+	build := exec.CommandContext(ctx, "go", "build", "-o", env.kdap, "./cmd/kdap")
+	build.Dir = repo
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("build kdap: %v\n%s", err, out)
+	}
 	tars, err := fixtures.Build(ctx, repo, outDir)
 	if err != nil {
 		return err

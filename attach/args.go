@@ -1,0 +1,71 @@
+// Package attach is kdap's orchestration: from the IDE's attach arguments
+// it resolves the target pod and container, injects (or reuses) the agent,
+// forwards its port and connects to the debugger. It implements
+// dap.Attacher for `kdap dap` and Prepare for `kdap attach`.
+package attach
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/kdap/kdap/runtimes"
+)
+
+// Args are the attach arguments kdap reads; everything else in the launch
+// configuration goes to the debugger untouched. The README documents them
+// and the VS Code extension's schema mirrors them.
+type Args struct {
+	Target         string                 `json:"target"`    // pod/NAME, deployment/NAME or NAME
+	Namespace      string                 `json:"namespace"` // default: the kubeconfig context's
+	Container      string                 `json:"container"` // default: the pod's default-container annotation, else its only container
+	Context        string                 `json:"context"`   // kubeconfig context
+	Kubeconfig     string                 `json:"kubeconfig"`
+	Runtime        string                 `json:"runtime"`   // auto|go
+	LocalRoot      string                 `json:"localRoot"` // the IDE's source folder
+	SubstitutePath []runtimes.PathMapping `json:"substitutePath"`
+	Image          string                 `json:"image"`    // debugger image override
+	AgentTTL       string                 `json:"agentTTL"` // e.g. 15m
+}
+
+// ParseArgs decodes and checks attach arguments.
+func ParseArgs(raw json.RawMessage) (Args, error) {
+	var a Args
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return a, fmt.Errorf("attach arguments: %w", err)
+		}
+	}
+	if strings.TrimSpace(a.Target) == "" {
+		return a, fmt.Errorf(`set "target" in the launch configuration: pod/NAME, deployment/NAME or a pod name`)
+	}
+	switch a.Runtime {
+	case "", "auto", "go":
+	case "python", "node", "java":
+		return a, fmt.Errorf("runtime %q is not supported yet; kdap debugs Go programs today", a.Runtime)
+	default:
+		return a, fmt.Errorf(`runtime %q is unknown: use "auto" or "go"`, a.Runtime)
+	}
+	if a.AgentTTL != "" {
+		if _, err := time.ParseDuration(a.AgentTTL); err != nil {
+			return a, fmt.Errorf(`agentTTL %q is not a duration like "15m": %w`, a.AgentTTL, err)
+		}
+	}
+	return a, nil
+}
+
+// targetRef splits "kind/name"; a bare name is a pod.
+func targetRef(target string) (kind, name string, err error) {
+	kind, name, ok := strings.Cut(target, "/")
+	if !ok {
+		return "pod", target, nil
+	}
+	switch strings.ToLower(kind) {
+	case "pod", "pods", "po":
+		return "pod", name, nil
+	case "deployment", "deployments", "deploy":
+		return "deployment", name, nil
+	}
+	return "", "", fmt.Errorf("target %q: kind %q is not supported; use pod/NAME or deployment/NAME", target, kind)
+}

@@ -1,0 +1,286 @@
+package attach
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kdap/kdap/agentapi"
+	"github.com/kdap/kdap/dap"
+	"github.com/kdap/kdap/forward"
+	"github.com/kdap/kdap/inject"
+	"github.com/kdap/kdap/runtimes"
+)
+
+// DefaultGoImage is the Go debugger image (images/go) unless configured.
+const DefaultGoImage = "ghcr.io/kdap/kdap-go:latest"
+
+// Config is how the kdap process is set up; attach arguments override the
+// cluster fields per session.
+type Config struct {
+	Kubeconfig string        // default kubeconfig path ("" = the usual rules)
+	Context    string        // default context
+	GoImage    string        // debugger image for Go
+	AgentTTL   time.Duration // idle time before an agent exits
+}
+
+// Reporter receives progress and notes (dap.Reporter satisfies it).
+type Reporter interface {
+	Progress(step string)
+	Output(text string)
+}
+
+// Endpoint is a forwarded, ready agent.
+type Endpoint struct {
+	Pod, Namespace, Container, Agent string
+	Reused                           bool
+	Status                           agentapi.Status
+	Forward                          *forward.Forward
+	Timings                          Timings
+}
+
+// Timings break an attach down, for the benchmarks and verbose logs.
+type Timings struct {
+	Resolve, Inject, Forward time.Duration // inject = patch → Running (0 when reused)
+}
+
+// Prepare resolves the target, reuses or injects the agent, and forwards
+// its port. The caller closes ep.Forward.
+func Prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint, error) {
+	start := time.Now()
+	restCfg, ns, err := clientConfig(cfg, args)
+	if err != nil {
+		return nil, err
+	}
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, err
+	}
+	r.Progress(fmt.Sprintf("finding %s in namespace %s", args.Target, ns))
+	pod, err := resolvePod(ctx, client, ns, args.Target, r.Output)
+	if err != nil {
+		return nil, err
+	}
+	container, err := pickContainer(pod, args.Container)
+	if err != nil {
+		return nil, err
+	}
+	image := args.Image
+	if image == "" {
+		image = cfg.GoImage
+	}
+	ttl := cfg.AgentTTL
+	if args.AgentTTL != "" {
+		ttl, _ = time.ParseDuration(args.AgentTTL)
+	}
+	opts := inject.Options{Image: image, Target: container, Runtime: "go", TTL: ttl, Ptrace: true}
+	ep := &Endpoint{Pod: pod.Name, Namespace: ns, Container: container}
+	ep.Timings.Resolve = time.Since(start)
+
+	if agent, ok := inject.FindRunning(pod, container, image); ok {
+		ep.Agent, ep.Reused = agent.Name, true
+		opts.Port = agent.Port
+		r.Output(fmt.Sprintf("kdap: reusing debugger container %s in pod %s", agent.Name, pod.Name))
+	} else {
+		if nsObj, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err == nil {
+			if err := inject.CheckPodSecurity(nsObj, opts); err != nil {
+				return nil, err
+			}
+		}
+		opts.Port = inject.FreePort(pod)
+		ep.Agent = inject.NewName(pod, randomSuffix)
+		r.Progress(fmt.Sprintf("adding debugger container %s (%s) to pod %s", ep.Agent, image, pod.Name))
+		t := time.Now()
+		if err := inject.Add(ctx, client, pod, inject.Container(ep.Agent, opts)); err != nil {
+			return nil, err
+		}
+		r.Progress("waiting for the debugger container to start")
+		if err := inject.WaitRunning(ctx, client, ns, pod.Name, ep.Agent, 3*time.Minute); err != nil {
+			return nil, err
+		}
+		ep.Timings.Inject = time.Since(t)
+	}
+
+	r.Progress("connecting to the debugger")
+	t := time.Now()
+	dialer, err := forward.Dialer(restCfg, forward.URL(client, ns, pod.Name))
+	if err != nil {
+		return nil, err
+	}
+	ep.Forward, ep.Status, err = forwardToAgent(ctx, client, dialer, ns, pod.Name, ep.Agent, opts.Port)
+	if err != nil {
+		return nil, err
+	}
+	ep.Timings.Forward = time.Since(t)
+	return ep, nil
+}
+
+// forwardToAgent forwards the agent's port and reads its status. The agent
+// may not listen yet right after Running, and a forward to a port nobody
+// listens on ends the whole forward, so it retries with a fresh forward
+// until the agent answers, exits, or 30 s pass.
+func forwardToAgent(ctx context.Context, client kubernetes.Interface, dialer httpstream.Dialer, ns, pod, agent string, port int) (*forward.Forward, agentapi.Status, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	var lastErr error
+	for {
+		f, err := forward.Start(ctx, dialer, 0, port)
+		if err == nil {
+			st, serr := readStatus(ctx, f.Addr())
+			if serr == nil {
+				return f, st, nil
+			}
+			f.Close()
+			err = serr
+		}
+		lastErr = err
+		if exitErr := inject.CheckAlive(ctx, client, ns, pod, agent); exitErr != nil {
+			return nil, agentapi.Status{}, exitErr
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, agentapi.Status{}, fmt.Errorf("the debugger in pod %s/%s does not answer on port %d: %v", ns, pod, port, lastErr)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// readStatus GETs the agent's status document through the forward.
+func readStatus(ctx context.Context, addr string) (agentapi.Status, error) {
+	var st agentapi.Status
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
+	if err != nil {
+		return st, err
+	}
+	req.Close = true
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
+		return st, fmt.Errorf("agent status: %w", err)
+	}
+	if st.Target == nil {
+		return st, errors.New("agent status has no target")
+	}
+	return st, nil
+}
+
+// clientConfig loads the kubeconfig (attach arguments first, then kdap's
+// flags, then the usual rules) and the namespace to use.
+func clientConfig(cfg Config, args Args) (*rest.Config, string, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if k := firstNonEmpty(args.Kubeconfig, cfg.Kubeconfig); k != "" {
+		rules.ExplicitPath = k
+	}
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: firstNonEmpty(args.Context, cfg.Context)}
+	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
+	restCfg, err := loader.ClientConfig()
+	if err != nil {
+		return nil, "", fmt.Errorf("no usable kubeconfig (%v): set \"kubeconfig\"/\"context\" in the launch configuration or KUBECONFIG", err)
+	}
+	restCfg.QPS, restCfg.Burst = 50, 100 // the default 5/10 delayed patches behind status polling
+	restCfg.Timeout = 30 * time.Second
+	ns := args.Namespace
+	if ns == "" {
+		if ns, _, err = loader.Namespace(); err != nil || ns == "" {
+			ns = "default"
+		}
+	}
+	return restCfg, ns, nil
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func randomSuffix() string {
+	const letters = "bcdfghjklmnpqrstvwxz2456789"
+	b := make([]byte, 5)
+	rand.Read(b)
+	for i := range b {
+		b[i] = letters[int(b[i])%len(letters)]
+	}
+	return string(b)
+}
+
+// Attacher connects DAP sessions to Kubernetes targets (dap.Attacher).
+type Attacher struct{ Config Config }
+
+// Attach prepares the endpoint, translates the attach arguments for the
+// runtime's debugger and opens the DAP connection through the forward.
+func (a *Attacher) Attach(ctx context.Context, raw json.RawMessage, r dap.Reporter) (*dap.Debugger, error) {
+	args, err := ParseArgs(raw)
+	if err != nil {
+		return nil, err
+	}
+	ep, err := Prepare(ctx, a.Config, args, r)
+	if err != nil {
+		return nil, err
+	}
+	var localFiles []string
+	if args.LocalRoot != "" {
+		localFiles, _ = runtimes.LocalSources(args.LocalRoot, []string{".go"}, 20000)
+	}
+	dlvArgs, mapping, err := runtimes.GoAttachArguments(raw, ep.Status.Target, args.LocalRoot, localFiles)
+	if err != nil {
+		ep.Forward.Close()
+		return nil, err
+	}
+	t := ep.Status.Target
+	r.Output(fmt.Sprintf("kdap: attached to pid %d (%s, %s) in pod %s/%s, container %s", t.PID, t.Exe, t.Version, ep.Namespace, ep.Pod, ep.Container))
+	if mapping != nil {
+		r.Output(fmt.Sprintf("kdap: source paths %s ↔ %s (set \"substitutePath\" to override)", mapping.From, mapping.To))
+	} else if args.LocalRoot != "" && len(args.SubstitutePath) == 0 && len(t.Sources) > 0 && !strings.HasPrefix(t.Sources[0], args.LocalRoot) {
+		r.Output(fmt.Sprintf("kdap: no file under %s matches the program's sources (e.g. %s): set \"substitutePath\" so breakpoints resolve", args.LocalRoot, t.Sources[0]))
+	}
+	conn, err := net.Dial("tcp", ep.Forward.Addr())
+	if err != nil {
+		ep.Forward.Close()
+		return nil, err
+	}
+	fc := &forwardedConn{Conn: conn, fwd: ep.Forward}
+	go func() { // a lost forward ends the connection, so the session notices
+		<-ep.Forward.Done()
+		conn.Close()
+	}()
+	return &dap.Debugger{Conn: fc, AttachArguments: dlvArgs}, nil
+}
+
+// forwardedConn is the DAP connection through a forward: closing it closes
+// the forward, and losing the forward closes it, so the session sees the
+// debugger go away.
+type forwardedConn struct {
+	net.Conn
+	fwd  *forward.Forward
+	once sync.Once
+}
+
+func (c *forwardedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { go c.fwd.Close() })
+	return err
+}

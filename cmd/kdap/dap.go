@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kdap/kdap/attach"
+	"github.com/kdap/kdap/dap"
+)
+
+// clusterFlags are the flags every command that talks to a cluster has.
+type clusterFlags struct {
+	kubeconfig, context, goImage string
+	agentTTL                     time.Duration
+}
+
+func (f *clusterFlags) addFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config); a launch configuration's \"kubeconfig\" wins")
+	cmd.Flags().StringVar(&f.context, "context", "", "kubeconfig context (a launch configuration's \"context\" wins)")
+	cmd.Flags().StringVar(&f.goImage, "image-go", envOr("KDAP_IMAGE_GO", attach.DefaultGoImage), "debugger image for Go targets ($KDAP_IMAGE_GO)")
+	cmd.Flags().DurationVar(&f.agentTTL, "agent-ttl", 15*time.Minute, "idle time after which an injected debugger detaches and exits")
+}
+
+func (f *clusterFlags) config() attach.Config {
+	return attach.Config{Kubeconfig: f.kubeconfig, Context: f.context, GoImage: f.goImage, AgentTTL: f.agentTTL}
+}
+
+// DAPOptions are the options of `kdap dap`.
+type DAPOptions struct {
+	clusterFlags
+	Listen         string // empty: serve one session on stdin/stdout
+	AllowTerminate bool
+	TraceFile      string
+	Out, Err       io.Writer
+	In             io.Reader
+}
+
+func newDAPCommand() *cobra.Command {
+	o := &DAPOptions{Out: os.Stdout, Err: os.Stderr, In: os.Stdin}
+	cmd := &cobra.Command{
+		Use:   "dap",
+		Short: "Serve the Debug Adapter Protocol: on stdin/stdout for one IDE session, or on --listen for many",
+		Long: `kdap dap is the debug adapter an IDE talks to. Each attach request names a target
+(pod/NAME, deployment/NAME or a pod name); kdap injects a debugger into that pod as an
+ephemeral container, port-forwards to it and relays DAP. Several sessions can share one
+kdap dap --listen process. Disconnecting leaves the target running.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	o.addFlags(cmd)
+	cmd.Flags().StringVar(&o.Listen, "listen", "", "serve DAP on this loopback address (e.g. 127.0.0.1:4711, port 0 picks one) instead of stdin/stdout")
+	cmd.Flags().BoolVar(&o.AllowTerminate, "allow-terminate", false, "let a disconnect with terminateDebuggee stop the target (refused by default)")
+	cmd.Flags().StringVar(&o.TraceFile, "trace", "", "append every DAP message, both directions, to this file")
+	return cmd
+}
+
+// Validate checks the options.
+func (o *DAPOptions) Validate() error {
+	if o.Listen == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(o.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %w (want HOST:PORT, e.g. 127.0.0.1:0)", o.Listen, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("--listen %q: kdap serves only on loopback (anyone reaching the port could debug your cluster's pods); use 127.0.0.1", o.Listen)
+	}
+	return nil
+}
+
+// Run serves until ctx is done (or, on stdio, the IDE disconnects).
+func (o *DAPOptions) Run(ctx context.Context) error {
+	opts := dap.Options{AllowTerminate: o.AllowTerminate}
+	if o.TraceFile != "" {
+		f, err := os.OpenFile(o.TraceFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		opts.Trace = &lockedWriter{w: f}
+	}
+	attacher := &attach.Attacher{Config: o.config()}
+	if o.Listen == "" {
+		return dap.Serve(ctx, stdio{o.In, o.Out}, attacher, opts)
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Out, "kdap: DAP server listening at: %s\n", ln.Addr())
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := dap.Serve(ctx, conn, attacher, opts); err != nil && ctx.Err() == nil {
+				fmt.Fprintf(o.Err, "kdap: session from %s: %v\n", conn.RemoteAddr(), err)
+			}
+		}()
+	}
+}
+
+// stdio is the IDE connection of an adapter the IDE started.
+type stdio struct {
+	io.Reader
+	io.Writer
+}
+
+func (stdio) Close() error { return nil }
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
