@@ -11,9 +11,10 @@ all: build
 build:
 	$(GO) build -o $(BIN)/kdap ./cmd/kdap
 
-## demo: kdap's main job. Until Go attach lands (issue 3) this builds kdap.
+## demo: kdap's main job — local cluster, sample Go service, kdap, a DAP
+## client stopping at a breakpoint and printing the stack and locals
 demo: build
-	@echo "built $(BIN)/kdap: $$($(BIN)/kdap version)"
+	$(GO) run ./test/demo --kdap $(BIN)/kdap
 
 ## test: everything CI runs — lint, unit tests, e2e tests on the local cluster
 test: lint unit e2e

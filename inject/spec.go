@@ -149,5 +149,16 @@ func CheckPodSecurity(ns *corev1.Namespace, o Options) error {
 	}
 	return fmt.Errorf("namespace %q enforces PodSecurity %q, which forbids the SYS_PTRACE capability the %s debugger needs to attach: "+
 		"ask a cluster admin to label the namespace pod-security.kubernetes.io/enforce=privileged while you debug, or debug in a namespace that allows it",
-		ns.Name, level, o.Runtime)
+		ns.Name, level, debuggerName(o.Runtime))
+}
+
+// debuggerName names the runtime's debugger for messages.
+func debuggerName(runtime string) string {
+	switch runtime {
+	case "go":
+		return "Go (Delve)"
+	case "python":
+		return "Python (debugpy)"
+	}
+	return runtime
 }

@@ -6,6 +6,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
+	"io"
 	"fmt"
 	"os"
 	"os/signal"
@@ -13,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 )
 
 func main() {
@@ -25,12 +28,17 @@ func main() {
 }
 
 func newRootCommand() *cobra.Command {
+	var logFile string
 	root := &cobra.Command{
 		Use:           "kdap",
 		Short:         "Step-debug a process already running in a Kubernetes pod from your IDE",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			return routeClientGoLogs(logFile)
+		},
 	}
+	root.PersistentFlags().StringVar(&logFile, "log", "", "write client-go's internal log (port-forward retries, API warnings) to this file; off by default")
 	root.AddCommand(newDAPCommand(), newAttachCommand(), newVersionCommand())
 	return root
 }
@@ -57,4 +65,25 @@ func mustJSON(v any) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// routeClientGoLogs sends client-go's klog output (for instance the
+// port-forward errors kdap expects and retries) to file, or nowhere, so it
+// never mixes with what kdap says to the user.
+func routeClientGoLogs(file string) error {
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	fs.Set("logtostderr", "false")
+	fs.Set("alsologtostderr", "false")
+	fs.Set("stderrthreshold", "FATAL")
+	if file == "" {
+		klog.SetOutput(io.Discard)
+		return nil
+	}
+	f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("--log: %w", err)
+	}
+	klog.SetOutput(f)
+	return nil
 }
