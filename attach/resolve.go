@@ -139,7 +139,9 @@ func suggest(ctx context.Context, list func() []string, want string) string {
 	if len(close) == 0 {
 		return ""
 	}
-	sort.Slice(close, func(i, j int) bool { return close[i].d < close[j].d || close[i].d == close[j].d && close[i].name < close[j].name })
+	sort.Slice(close, func(i, j int) bool {
+		return close[i].d < close[j].d || close[i].d == close[j].d && close[i].name < close[j].name
+	})
 	var out []string
 	for i := 0; i < len(close) && i < 3; i++ {
 		out = append(out, fmt.Sprintf("%q", close[i].name))

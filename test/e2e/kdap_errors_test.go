@@ -156,4 +156,3 @@ func TestKdapAttachRefusesWhatItCannotDebug(t *testing.T) {
 		})
 	}
 }
-
