@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build demo test unit e2e lint cluster-up cluster-down e2e-clean clean
+.PHONY: all build demo test unit e2e bench lint cluster-up cluster-down e2e-clean clean
 
 all: build
 
@@ -16,8 +16,9 @@ build:
 demo: build
 	$(GO) run ./test/demo --kdap $(BIN)/kdap
 
-## test: everything CI runs — lint, unit tests, e2e tests on the local cluster
-test: lint unit e2e
+## test: everything CI runs — lint, unit tests, e2e tests on the local
+## cluster, and the benchmarks (figures printed, nothing asserted on time)
+test: lint unit e2e bench
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -31,6 +32,12 @@ unit:
 ## e2e: brings the test cluster up if needed and leaves it up for the next run
 e2e:
 	$(GO) test -tags e2e -count=1 -v -timeout 60m ./test/e2e/...
+
+## bench: DAP round trips through kdap vs straight to the same Delve, and the
+## attach latency breakdown on the local cluster
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 300x ./test/bench/
+	$(GO) test -tags e2e -run '^$$' -bench AttachLatency -benchtime 5x -timeout 20m ./test/e2e/
 
 cluster-up:
 	$(GO) run ./test/cluster up

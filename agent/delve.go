@@ -26,10 +26,11 @@ type delve struct {
 	pid int
 	log io.Writer
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	addr   string
-	exited chan struct{} // closed when cmd has exited
+	startMu sync.Mutex // serialises starts; held while Delve attaches
+	mu      sync.Mutex // guards the fields below; never held for long
+	cmd     *exec.Cmd
+	addr    string
+	exited  chan struct{} // closed when cmd has exited
 }
 
 func (d *delve) state() string {
@@ -43,13 +44,16 @@ func (d *delve) state() string {
 
 // ensure returns the address of a running Delve, starting it if needed.
 func (d *delve) ensure(ctx context.Context, logf func(string, ...any)) (string, error) {
+	d.startMu.Lock()
+	defer d.startMu.Unlock()
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.cmd != nil {
-		return d.addr, nil
+	cmd, addr := d.cmd, d.addr
+	d.mu.Unlock()
+	if cmd != nil {
+		return addr, nil
 	}
 	args := runtimes.DelveCommand(d.bin, d.pid)
-	cmd := exec.Command(args[0], args[1:]...)
+	cmd = exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), runtimes.DelveEnv...)
 	cmd.Stderr = d.log
 	stdout, err := cmd.StdoutPipe()
@@ -88,7 +92,9 @@ func (d *delve) ensure(ctx context.Context, logf func(string, ...any)) (string, 
 	}()
 	select {
 	case addr := <-found:
+		d.mu.Lock()
 		d.cmd, d.addr, d.exited = cmd, addr, exited
+		d.mu.Unlock()
 		if err := resume(addr); err != nil {
 			return "", fmt.Errorf("resuming the target after attaching: %w", err)
 		}

@@ -153,9 +153,9 @@ func forwardToAgent(ctx context.Context, client kubernetes.Interface, dialer htt
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return nil, agentapi.Status{}, fmt.Errorf("the debugger in pod %s/%s does not answer on port %d: %v", ns, pod, port, lastErr)
 		}
-		select {
+		select { // the agent listens within milliseconds of Running
 		case <-ctx.Done():
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

@@ -100,7 +100,7 @@ func (w *testWriter) Write(p []byte) (int, error) {
 
 // localCopy puts the fixture's source under a fresh directory, as an IDE
 // workspace whose path differs from where the binary was built.
-func localCopy(t *testing.T) (root, mainGo string) {
+func localCopy(t testing.TB) (root, mainGo string) {
 	t.Helper()
 	root = filepath.Join(t.TempDir(), "workspace")
 	mainGo = filepath.Join(root, "test", "fixtures", "gohttp", "main.go")
@@ -115,7 +115,7 @@ func localCopy(t *testing.T) (root, mainGo string) {
 	return root, mainGo
 }
 
-func lineOf(t *testing.T, file, text string) int {
+func lineOf(t testing.TB, file, text string) int {
 	t.Helper()
 	b, err := os.ReadFile(file)
 	if err != nil {

@@ -29,7 +29,7 @@ var nsCounter atomic.Int64
 // newNamespace creates a namespace for one test and removes it (pods first,
 // then the namespace through its finalize subresource, since no namespace
 // controller runs) when the test ends.
-func newNamespace(t *testing.T, labels map[string]string) string {
+func newNamespace(t testing.TB, labels map[string]string) string {
 	t.Helper()
 	ctx := context.Background()
 	name := fmt.Sprintf("e2e-%d-%d", time.Now().Unix()%100000, nsCounter.Add(1))
@@ -41,7 +41,7 @@ func newNamespace(t *testing.T, labels map[string]string) string {
 	return name
 }
 
-func deleteNamespace(t *testing.T, name string) {
+func deleteNamespace(t testing.TB, name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	pods := env.clientset.CoreV1().Pods(name)
@@ -73,7 +73,7 @@ func deleteNamespace(t *testing.T, name string) {
 
 // createPod creates a one-container pod ("app") on the node from a loaded
 // image and waits until it is Running.
-func createPod(t *testing.T, ns, name, image string, args ...string) *corev1.Pod {
+func createPod(t testing.TB, ns, name, image string, args ...string) *corev1.Pod {
 	t.Helper()
 	no, grace := false, int64(1)
 	pod := &corev1.Pod{
@@ -112,7 +112,7 @@ func isFatalWaitReason(reason string) bool {
 }
 
 // waitPod watches one pod until cond is true (or returns an error).
-func waitPod(t *testing.T, ns, name string, timeout time.Duration, what string, cond func(*corev1.Pod) (bool, error)) *corev1.Pod {
+func waitPod(t testing.TB, ns, name string, timeout time.Duration, what string, cond func(*corev1.Pod) (bool, error)) *corev1.Pod {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()

@@ -1,0 +1,104 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-delve/delve/service/api"
+	"github.com/go-delve/delve/service/rpc2"
+
+	"github.com/kdap/kdap/test/fixtures"
+)
+
+// TestKdapAttachWithDelveJSONRPC is GoLand's path: `kdap attach` prints a
+// local endpoint and a dlv JSON-RPC client debugs through it.
+func TestKdapAttachWithDelveJSONRPC(t *testing.T) {
+	ns := newNamespace(t, nil)
+	createPod(t, ns, "gohttp", fixtures.GoHTTPImage)
+	svc := serviceForward(t, ns, "gohttp")
+
+	cmd := exec.Command(env.kdap, "attach", "pod/gohttp", "-n", ns, "--kubeconfig", env.cluster.Kubeconfig(), "--image-go", fixtures.GoAgentImage)
+	cmd.Stderr = &testWriter{t: t, prefix: "kdap attach: "}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	endpoint := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if _, rest, ok := strings.Cut(sc.Text(), "kdap: debugger listening at: "); ok {
+				endpoint <- strings.Fields(rest)[0]
+			}
+		}
+	}()
+	var addr string
+	select {
+	case addr = <-endpoint:
+	case <-time.After(60 * time.Second):
+		t.Fatal("kdap attach printed no endpoint within 60s")
+	}
+
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := rpc2.NewClientFromConn(conn)
+	if _, err := client.Halt(); err != nil { // Delve changes breakpoints only while halted
+		t.Fatal(err)
+	}
+	// JSON-RPC clients speak the binary's paths (GoLand maps them itself).
+	remote := filepath.Join(env.repo, "test", "fixtures", "gohttp", "main.go")
+	line := lineOf(t, remote, "message := fmt.Sprintf")
+	if _, err := client.CreateBreakpoint(&api.Breakpoint{File: remote, Line: line}); err != nil {
+		t.Fatal(err)
+	}
+	states := client.Continue()
+	reply := getAsync(fmt.Sprintf("http://%s/hello?name=goland", svc))
+	var st *api.DebuggerState
+	select {
+	case st = <-states:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no stop at the breakpoint")
+	}
+	if st.Err != nil || st.CurrentThread == nil || st.CurrentThread.Breakpoint == nil || st.CurrentThread.Line != line {
+		t.Fatalf("state after continue: %+v (err %v)", st.CurrentThread, st.Err)
+	}
+	vars, err := client.ListFunctionArgs(api.EvalScope{GoroutineID: -1}, api.LoadConfig{MaxStringLen: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	for _, v := range vars {
+		if v.Name == "name" {
+			name = v.Value
+		}
+	}
+	if name != "goland" {
+		t.Errorf("argument name = %q, want goland (args %v)", name, vars)
+	}
+	t.Logf("stopped at %s:%d in %s, name=%q", st.CurrentThread.File, st.CurrentThread.Line, st.CurrentThread.Function.Name(), name)
+
+	// Leave without clearing the breakpoint, then stop kdap attach: the
+	// agent releases the target once its last client is gone.
+	conn.Close()
+	expectReply(t, reply, "hello, goland", 30*time.Second)
+	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("kdap attach after Ctrl-C: %v", err)
+	}
+	expectReply(t, getAsync(fmt.Sprintf("http://%s/hello?name=after", svc)), "hello, after", 10*time.Second)
+}
