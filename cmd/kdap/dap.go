@@ -95,7 +95,7 @@ func (o *DAPOptions) Run(ctx context.Context) error {
 	}
 	attacher := &attach.Attacher{Config: o.config()}
 	if o.Listen == "" {
-		return dap.Serve(ctx, stdio{o.In, o.Out}, attacher, opts)
+		return dap.Serve(ctx, newStdio(o.In, o.Out), attacher, opts)
 	}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
@@ -126,13 +126,25 @@ func (o *DAPOptions) Run(ctx context.Context) error {
 	}
 }
 
-// stdio is the IDE connection of an adapter the IDE started.
+// stdio is the IDE connection of an adapter the IDE started. A read from
+// stdin cannot be interrupted, so a pump copies stdin into a pipe whose
+// reading end Close can release; the pump ends at stdin's EOF (or with the
+// process, which exits when the session is over).
 type stdio struct {
-	io.Reader
+	*io.PipeReader
 	io.Writer
 }
 
-func (stdio) Close() error { return nil }
+func newStdio(in io.Reader, out io.Writer) stdio {
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := io.Copy(pw, in)
+		pw.CloseWithError(err)
+	}()
+	return stdio{PipeReader: pr, Writer: out}
+}
+
+func (s stdio) Close() error { return s.PipeReader.Close() }
 
 type lockedWriter struct {
 	mu sync.Mutex

@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"strings"
 	"testing"
+
+	"github.com/kdap/kdap/dap/daptest"
 )
 
 func TestVersionPrintsOneLine(t *testing.T) {
@@ -26,5 +30,35 @@ func TestUnknownCommandFails(t *testing.T) {
 	cmd.SetArgs([]string{"no-such-command"})
 	if err := cmd.Execute(); err == nil {
 		t.Error("unknown command succeeded")
+	}
+}
+
+func TestDAPOnStdio(t *testing.T) {
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	o := &DAPOptions{In: inR, Out: outW, Err: io.Discard}
+	done := make(chan error, 1)
+	go func() { done <- o.Run(context.Background()); outW.Close() }()
+	c := daptest.NewClient(struct {
+		io.Reader
+		io.Writer
+		io.Closer
+	}{outR, inW, inW})
+	c.ExpectResponse(t, c.Send("initialize", map[string]any{"adapterID": "kdap"}))
+	if r := c.ExpectAnyResponse(t, c.Send("launch", map[string]any{})); r.Success {
+		t.Errorf("launch succeeded: %s", r.Raw)
+	}
+	c.ExpectResponse(t, c.Send("disconnect", nil))
+	if err := <-done; err != nil {
+		t.Errorf("kdap dap on stdio ended with %v", err)
+	}
+}
+
+func TestDAPListenOnlyOnLoopback(t *testing.T) {
+	for addr, ok := range map[string]bool{"127.0.0.1:0": true, "localhost:4711": true, "[::1]:0": true, "0.0.0.0:4711": false, ":4711": false, "10.0.0.1:1": false} {
+		err := (&DAPOptions{Listen: addr}).Validate()
+		if (err == nil) != ok {
+			t.Errorf("--listen %s: %v", addr, err)
+		}
 	}
 }

@@ -1,0 +1,107 @@
+package attach
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestParseArgs(t *testing.T) {
+	for _, tc := range []struct {
+		raw     string
+		wantErr string
+	}{
+		{`{"target":"pod/web"}`, ""},
+		{`{"target":"web","runtime":"go","agentTTL":"5m"}`, ""},
+		{`{}`, `set "target"`},
+		{`{"target":"  "}`, `set "target"`},
+		{`{"target":"web","runtime":"python"}`, "not supported yet"},
+		{`{"target":"web","runtime":"cobol"}`, `use "auto" or "go"`},
+		{`{"target":"web","agentTTL":"soon"}`, "not a duration"},
+		{`[1]`, "attach arguments"},
+	} {
+		_, err := ParseArgs(json.RawMessage(tc.raw))
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("ParseArgs(%s) = %v", tc.raw, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("ParseArgs(%s) = %v, want an error containing %q", tc.raw, err, tc.wantErr)
+		}
+	}
+}
+
+func TestTargetRef(t *testing.T) {
+	for in, want := range map[string][2]string{
+		"web":            {"pod", "web"},
+		"pod/web":        {"pod", "web"},
+		"po/web":         {"pod", "web"},
+		"deployment/api": {"deployment", "api"},
+		"deploy/api":     {"deployment", "api"},
+	} {
+		kind, name, err := targetRef(in)
+		if err != nil || kind != want[0] || name != want[1] {
+			t.Errorf("targetRef(%q) = %s, %s, %v", in, kind, name, err)
+		}
+	}
+	if _, _, err := targetRef("statefulset/db"); err == nil || !strings.Contains(err.Error(), "pod/NAME or deployment/NAME") {
+		t.Errorf("unsupported kind: %v", err)
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	names := []string{"checkout-7d9f", "cart", "catalog", "payments"}
+	for want, expect := range map[string]string{
+		"checkout": `; did you mean "checkout-7d9f"?`,
+		"crat":     `; did you mean "cart"?`,
+		"zzzzzz":   "",
+	} {
+		if got := suggest(context.Background(), func() []string { return names }, want); got != expect {
+			t.Errorf("suggest(%q) = %q, want %q", want, got, expect)
+		}
+	}
+}
+
+func TestPickContainer(t *testing.T) {
+	pod := func(annotation string, names ...string) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web"}}
+		if annotation != "" {
+			p.Annotations = map[string]string{defaultContainerAnnotation: annotation}
+		}
+		for _, n := range names {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: n})
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		pod     *corev1.Pod
+		want    string
+		result  string
+		wantErr string
+	}{
+		{pod("", "app"), "", "app", ""},
+		{pod("", "app", "proxy"), "proxy", "proxy", ""},
+		{pod("app", "proxy", "app"), "", "app", ""},
+		{pod("", "app", "proxy"), "", "", `has 2 containers (app, proxy): set "container"`},
+		{pod("", "app", "proxy"), "db", "", `container "db" is not in pod web; its containers are: app, proxy`},
+	} {
+		got, err := pickContainer(tc.pod, tc.want)
+		if got != tc.result || (tc.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("pickContainer(want %q) = %q, %v; want %q, %q", tc.want, got, err, tc.result, tc.wantErr)
+		}
+	}
+}
+
+func TestDistance(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		d    int
+	}{{"", "", 0}, {"cart", "crat", 2}, {"kitten", "sitting", 3}, {"web", "web-1", 2}} {
+		if got := distance(tc.a, tc.b); got != tc.d {
+			t.Errorf("distance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.d)
+		}
+	}
+}
