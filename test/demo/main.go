@@ -1,8 +1,8 @@
-// Command demo is `make demo`: it brings up the local test cluster (unless
-// KUBECONFIG points at a cluster of your own), deploys the sample Go
-// service, starts `kdap dap`, and has a scripted DAP client attach, stop at
-// a breakpoint in a request handler and print the stack and locals — then
-// says how to do the same from an IDE.
+// Command demo is `make demo`: it brings up the local test cluster (always:
+// the sample images are loaded into that node, no registry is involved),
+// deploys the sample Go service, starts `kdap dap`, and has a scripted DAP
+// client attach, stop at a breakpoint in a request handler and print the
+// stack and locals — then says how to do the same from an IDE.
 package main
 
 import (
