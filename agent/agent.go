@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/kdap/kdap/agentapi"
+	"github.com/kdap/kdap/dap"
 	"github.com/kdap/kdap/runtimes"
 )
 
@@ -194,6 +195,7 @@ func (a *agent) session(ctx context.Context, client net.Conn) {
 	addr, err := a.dlv.ensure(ctx, a.logf)
 	if err != nil {
 		a.logf("debugger: %v", err)
+		refuseDAP(client, err)
 		return
 	}
 	upstream, err := net.Dial("tcp", addr)
@@ -220,6 +222,27 @@ func (a *agent) session(ctx context.Context, client net.Conn) {
 			a.logf("releasing the target: %v", err)
 		}
 	}
+}
+
+// refuseDAP answers a DAP client's first request (initialize) with an
+// error saying why there is no debugger, so the IDE shows the reason rather
+// than a closed connection. Other protocols just see the connection close.
+func refuseDAP(conn net.Conn, cause error) {
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	raw, err := dap.NewReader(conn).Read()
+	if err != nil {
+		return
+	}
+	req, err := dap.Parse(raw)
+	if err != nil || req.Type != "request" {
+		return
+	}
+	msg := "the debugger could not attach: " + cause.Error()
+	resp, _ := json.Marshal(map[string]any{
+		"seq": 1, "type": "response", "request_seq": req.Seq, "command": req.Command, "success": false, "message": msg,
+		"body": map[string]any{"error": map[string]any{"id": 1, "format": msg, "showUser": true}},
+	})
+	dap.NewWriter(conn).Write(resp)
 }
 
 // pipe copies both ways until either side ends, then closes both.

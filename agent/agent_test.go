@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/kdap/kdap/agentapi"
 	"github.com/kdap/kdap/dap"
 	"github.com/kdap/kdap/dap/daptest"
+	"github.com/kdap/kdap/test/fixtures"
 )
 
 // TestAgentReleasesTheTargetWhenTheClientDrops uses real components: the
@@ -30,34 +30,10 @@ func TestAgentReleasesTheTargetWhenTheClientDrops(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds dlv and a target")
 	}
-	dir := t.TempDir()
-	dlv := filepath.Join(dir, "dlv")
-	target := filepath.Join(dir, "gohttp")
-	goBuild(t, "-o", dlv, "github.com/go-delve/delve/cmd/dlv")
-	goBuild(t, "-gcflags=all=-N -l", "-o", target, "../test/fixtures/gohttp")
-
-	httpAddr := freeAddr(t)
-	cmd := exec.Command(target, "-listen", httpAddr)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	waitHTTP(t, "http://"+httpAddr+"/healthz")
-
+	httpAddr, pid, dlv := startTarget(t)
 	var log syncLog
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Config{Listen: "127.0.0.1:0", Runtime: "auto", TTL: time.Hour, Dlv: dlv, PID: cmd.Process.Pid, Log: &log,
-			Ready: func(addr string) { ready <- addr }})
-	}()
-	var agentAddr string
-	select {
-	case agentAddr = <-ready:
-	case err := <-done:
-		t.Fatalf("agent: %v\n%s", err, log.String())
-	}
+	agentAddr, done := startAgent(t, ctx, Config{TTL: time.Hour, Dlv: dlv, PID: pid, Log: &log})
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -74,7 +50,7 @@ func TestAgentReleasesTheTargetWhenTheClientDrops(t *testing.T) {
 	var st agentapi.Status
 	json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
-	if st.Target == nil || st.Target.Runtime != "go" || st.Target.PID != cmd.Process.Pid || st.Debugger != "not started" {
+	if st.Target == nil || st.Target.Runtime != "go" || st.Target.PID != pid || st.Target.Module != "github.com/kdap/kdap" {
 		t.Fatalf("status = %+v", st)
 	}
 
@@ -136,6 +112,43 @@ func TestAgentReleasesTheTargetWhenTheClientDrops(t *testing.T) {
 	}
 }
 
+// startTarget builds dlv and the gohttp fixture (-N -l), runs the fixture
+// and returns its HTTP address, pid and the dlv path.
+func startTarget(t *testing.T) (httpAddr string, pid int, dlv string) {
+	t.Helper()
+	dir := t.TempDir()
+	dlv = filepath.Join(dir, "dlv")
+	target := filepath.Join(dir, "gohttp")
+	goBuild(t, "-o", dlv, "github.com/go-delve/delve/cmd/dlv")
+	goBuild(t, "-gcflags=all=-N -l", "-o", target, "../test/fixtures/gohttp")
+	httpAddr = freeAddr(t)
+	cmd := exec.Command(target, "-listen", httpAddr)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitHTTP(t, "http://"+httpAddr+"/healthz")
+	return httpAddr, cmd.Process.Pid, dlv
+}
+
+// startAgent runs the agent on a free loopback port and returns its address
+// and the channel Run's result arrives on.
+func startAgent(t *testing.T, ctx context.Context, cfg Config) (string, <-chan error) {
+	t.Helper()
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Ready = func(addr string) { ready <- addr }
+	go func() { done <- Run(ctx, cfg) }()
+	select {
+	case addr := <-ready:
+		return addr, done
+	case err := <-done:
+		t.Fatalf("agent: %v", err)
+		return "", nil
+	}
+}
+
 func goBuild(t *testing.T, args ...string) {
 	t.Helper()
 	cmd := exec.Command("go", append([]string{"build"}, args...)...)
@@ -176,19 +189,11 @@ func get(u string) string {
 }
 
 func lineOf(t *testing.T, file, text string) int {
-	f, err := os.Open(file)
+	n, err := fixtures.LineOf(file, text)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		if strings.Contains(sc.Text(), text) {
-			return n
-		}
-	}
-	t.Fatalf("%q not in %s", text, file)
-	return 0
+	return n
 }
 
 type syncLog struct {
@@ -215,27 +220,10 @@ func TestAgentExitsAfterIdleTTL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds dlv and a target")
 	}
-	dir := t.TempDir()
-	dlv := filepath.Join(dir, "dlv")
-	target := filepath.Join(dir, "gohttp")
-	goBuild(t, "-o", dlv, "github.com/go-delve/delve/cmd/dlv")
-	goBuild(t, "-gcflags=all=-N -l", "-o", target, "../test/fixtures/gohttp")
-	httpAddr := freeAddr(t)
-	cmd := exec.Command(target, "-listen", httpAddr)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	waitHTTP(t, "http://"+httpAddr+"/healthz")
-
+	httpAddr, pid, dlv := startTarget(t)
 	var log syncLog
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(context.Background(), Config{Listen: "127.0.0.1:0", TTL: 2 * time.Second, Dlv: dlv, PID: cmd.Process.Pid, Log: &log,
-			Ready: func(addr string) { ready <- addr }})
-	}()
-	conn, err := net.Dial("tcp", <-ready)
+	agentAddr, done := startAgent(t, context.Background(), Config{TTL: 2 * time.Second, Dlv: dlv, PID: pid, Log: &log})
+	conn, err := net.Dial("tcp", agentAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,5 +251,36 @@ func TestAgentExitsAfterIdleTTL(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "idle for 2s") {
 		t.Errorf("log does not say why the agent exited:\n%s", log.String())
+	}
+}
+
+// TestAgentExplainsADebuggerThatCannotAttach: when Delve cannot attach (in
+// a pod: SYS_PTRACE missing), the DAP client's initialize gets an error
+// with Delve's own words, not a closed connection. A real dlv running as
+// root here can always attach, so a script stands in for it at this seam.
+func TestAgentExplainsADebuggerThatCannotAttach(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a target")
+	}
+	dir := t.TempDir()
+	fakeDlv := filepath.Join(dir, "dlv")
+	script := "#!/bin/sh\necho 'could not attach to pid 1: operation not permitted' >&2\nexit 1\n"
+	if err := os.WriteFile(fakeDlv, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, pid, _ := startTarget(t)
+	var log syncLog
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, _ := startAgent(t, ctx, Config{TTL: time.Hour, Dlv: fakeDlv, PID: pid, Log: &log, Runtime: "go"})
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := daptest.NewClient(conn)
+	resp := c.ExpectAnyResponse(t, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "go"}))
+	if resp.Success || !strings.Contains(resp.ErrorText(), "operation not permitted") || !strings.Contains(resp.ErrorText(), "SYS_PTRACE") {
+		t.Errorf("initialize answered %s", resp.Raw)
 	}
 }

@@ -55,7 +55,8 @@ func (d *delve) ensure(ctx context.Context, logf func(string, ...any)) (string, 
 	args := runtimes.DelveCommand(d.bin, d.pid)
 	cmd = exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), runtimes.DelveEnv...)
-	cmd.Stderr = d.log
+	var output tailBuffer // Delve's own words, for the error if it fails
+	cmd.Stderr = io.MultiWriter(d.log, &output)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return "", err
@@ -71,6 +72,7 @@ func (d *delve) ensure(ctx context.Context, logf func(string, ...any)) (string, 
 		for sc.Scan() {
 			line := sc.Text()
 			fmt.Fprintln(d.log, "dlv:", line)
+			fmt.Fprintln(&output, line)
 			if _, addr, ok := strings.Cut(line, "API server listening at: "); ok {
 				select {
 				case found <- strings.TrimSpace(addr):
@@ -101,7 +103,7 @@ func (d *delve) ensure(ctx context.Context, logf func(string, ...any)) (string, 
 		logf("dlv attached to pid %d in %s, serving at %s; target resumed", d.pid, time.Since(start).Round(time.Millisecond), addr)
 		return addr, nil
 	case <-exited:
-		return "", errors.New("dlv exited while attaching (its output is above in this log); is SYS_PTRACE granted?")
+		return "", fmt.Errorf("dlv exited while attaching to pid %d: %s (the debugger container needs SYS_PTRACE)", d.pid, output.String())
 	case <-time.After(60 * time.Second):
 		cmd.Process.Signal(syscall.SIGTERM)
 		return "", errors.New("dlv did not start serving within 60s")
@@ -211,4 +213,26 @@ func (d *delve) detach(logf func(string, ...any)) error {
 	}
 	logf("dlv detached (cleared %d breakpoints); the target runs on", cleared)
 	return nil
+}
+
+// tailBuffer keeps the last 2 KiB written to it, safe for concurrent use.
+type tailBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > 2048 {
+		t.b = t.b[len(t.b)-2048:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.b))
 }

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/kdap/kdap/agent"
 	"github.com/kdap/kdap/dap"
 	"github.com/kdap/kdap/dap/daptest"
+	"github.com/kdap/kdap/test/fixtures"
 )
 
 // BenchmarkRoundTrip compares DAP requests sent straight to the agent's
@@ -180,15 +180,9 @@ func goBuild(b *testing.B, args ...string) {
 }
 
 func lineOf(b *testing.B, file, text string) int {
-	src, err := os.ReadFile(file)
+	n, err := fixtures.LineOf(file, text)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for i, l := range strings.Split(string(src), "\n") {
-		if strings.Contains(l, text) {
-			return i + 1
-		}
-	}
-	b.Fatalf("%q not in %s", text, file)
-	return 0
+	return n
 }

@@ -113,7 +113,7 @@ func run(ctx context.Context, kdapBin string) error {
 	fmt.Println("    kdap: DAP server listening at:", addr)
 
 	mainGo := filepath.Join(repo, "test", "fixtures", "gohttp", "main.go")
-	line, err := lineOf(mainGo, "message := fmt.Sprintf")
+	line, err := fixtures.LineOf(mainGo, "message := fmt.Sprintf")
 	if err != nil {
 		return err
 	}
@@ -348,19 +348,6 @@ func readyLine(r io.Reader) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("kdap exited before it was ready")
-}
-
-func lineOf(file, text string) (int, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return 0, err
-	}
-	for i, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, text) {
-			return i + 1, nil
-		}
-	}
-	return 0, fmt.Errorf("%q not in %s", text, file)
 }
 
 func rel(base, p string) string {

@@ -117,17 +117,11 @@ func localCopy(t testing.TB) (root, mainGo string) {
 
 func lineOf(t testing.TB, file, text string) int {
 	t.Helper()
-	b, err := os.ReadFile(file)
+	n, err := fixtures.LineOf(file, text)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, text) {
-			return i + 1
-		}
-	}
-	t.Fatalf("%q not in %s", text, file)
-	return 0
+	return n
 }
 
 // attachSession runs initialize → attach → setBreakpoints → configurationDone

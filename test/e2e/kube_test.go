@@ -75,6 +75,12 @@ func deleteNamespace(t testing.TB, name string) {
 // image and waits until it is Running.
 func createPod(t testing.TB, ns, name, image string, args ...string) *corev1.Pod {
 	t.Helper()
+	return createPodWith(t, ns, name, image, func(*corev1.Pod) {}, args...)
+}
+
+// createPodWith is createPod with a change to the pod spec before creation.
+func createPodWith(t testing.TB, ns, name, image string, edit func(*corev1.Pod), args ...string) *corev1.Pod {
+	t.Helper()
 	no, grace := false, int64(1)
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": name}},
@@ -87,6 +93,7 @@ func createPod(t testing.TB, ns, name, image string, args ...string) *corev1.Pod
 			}},
 		},
 	}
+	edit(pod)
 	ctx := context.Background()
 	if _, err := env.clientset.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create pod %s/%s: %v", ns, name, err)

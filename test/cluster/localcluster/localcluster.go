@@ -246,19 +246,6 @@ func (c *Cluster) Down(ctx context.Context) error {
 	return nil
 }
 
-// pidExe is the executable of the process named by a pid file, or "".
-func pidExe(pidFile string) string {
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		return ""
-	}
-	exe, err := os.Readlink("/proc/" + strings.TrimSpace(string(b)) + "/exe")
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSuffix(exe, " (deleted)")
-}
-
 // deleteAllPods deletes every pod and waits (up to 60 s) until the kubelet
 // has stopped them. It reports false if the API did not answer.
 func (c *Cluster) deleteAllPods(ctx context.Context) bool {
@@ -294,14 +281,13 @@ func (c *Cluster) deleteAllPods(ctx context.Context) bool {
 // cluster is up and healthy.
 func (c *Cluster) Status(ctx context.Context) (string, error) {
 	var b strings.Builder
-	apiserverBin, kubeletBin := "", ""
 	if version, err := kubernetesVersion(c.cfg.ModuleDir); err == nil {
 		fmt.Fprintf(&b, "kubernetes %s, harness directory %s\n", version, c.cfg.Dir)
 	}
-	comps := c.components(apiserverBin, kubeletBin)
+	comps := c.components("", "") // binaries come from the running processes
 	for i := range comps {
-		comps[i].bin = pidExe(c.layout.pidFile(comps[i].name))
 		if pid := recordedPID(c.layout.pidFile(comps[i].name), comps[i].name); pid != 0 {
+			_, comps[i].bin = pidFromFile(c.layout.pidFile(comps[i].name))
 			fmt.Fprintf(&b, "  %-15s running, pid %d, log %s\n", comps[i].name, pid, c.layout.logFile(comps[i].name))
 		} else {
 			fmt.Fprintf(&b, "  %-15s not running\n", comps[i].name)

@@ -60,28 +60,34 @@ func (c *Cluster) start(ctx context.Context, comp component, timeout time.Durati
 	}
 }
 
-// runningPID returns the pid of comp if its pid file names a live process
-// running comp's binary, else 0.
-func (c *Cluster) runningPID(comp component) int {
-	b, err := os.ReadFile(c.layout.pidFile(comp.name))
+// pidFromFile returns the live (not zombie) process a pid file names and
+// its executable, or 0 and "".
+func pidFromFile(pidFile string) (int, string) {
+	b, err := os.ReadFile(pidFile)
 	if err != nil {
-		return 0
+		return 0, ""
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 0 {
-		return 0
+		return 0, ""
 	}
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	if err != nil {
-		return 0
-	}
-	exe = strings.TrimSuffix(exe, " (deleted)")
-	want, _ := filepath.EvalSymlinks(comp.bin)
-	if exe != comp.bin && exe != want {
-		return 0 // the pid was reused by something else
+		return 0, ""
 	}
 	if state := procState(pid); state == "Z" || state == "" {
-		return 0
+		return 0, ""
+	}
+	return pid, strings.TrimSuffix(exe, " (deleted)")
+}
+
+// runningPID returns the pid of comp if its pid file names a live process
+// running exactly comp's binary, else 0.
+func (c *Cluster) runningPID(comp component) int {
+	pid, exe := pidFromFile(c.layout.pidFile(comp.name))
+	want, _ := filepath.EvalSymlinks(comp.bin)
+	if pid == 0 || (exe != comp.bin && exe != want) {
+		return 0 // not running, or the pid was reused by something else
 	}
 	return pid
 }
@@ -103,19 +109,8 @@ func (c *Cluster) stop(comp component, grace time.Duration) {
 // recordedPID returns the live pid in pidFile if its executable is called
 // exeName, else 0.
 func recordedPID(pidFile, exeName string) int {
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0
-	}
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if err != nil || filepath.Base(strings.TrimSuffix(exe, " (deleted)")) != exeName {
-		return 0
-	}
-	if state := procState(pid); state == "Z" || state == "" {
+	pid, exe := pidFromFile(pidFile)
+	if pid == 0 || filepath.Base(exe) != exeName {
 		return 0
 	}
 	return pid

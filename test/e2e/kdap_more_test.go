@@ -1,0 +1,84 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	godap "github.com/google/go-dap"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kdap/kdap/test/fixtures"
+)
+
+// TestTwoSessionsAtOnce: one kdap process, two IDE sessions on two pods,
+// both stopped at a breakpoint at the same time, each released on its own.
+func TestTwoSessionsAtOnce(t *testing.T) {
+	ns := newNamespace(t, nil)
+	root, mainGo := localCopy(t)
+	line := lineOf(t, mainGo, "message := fmt.Sprintf")
+	k := startKdap(t)
+	type svc struct {
+		name, addr string
+	}
+	var svcs []svc
+	for _, name := range []string{"orders", "billing"} {
+		createPod(t, ns, name, fixtures.GoHTTPImage)
+		svcs = append(svcs, svc{name, serviceForward(t, ns, name)})
+	}
+	a := attachSession(t, k, ns, "pod/orders", root, mainGo, line)
+	b := attachSession(t, k, ns, "pod/billing", root, mainGo, line)
+	replyA := getAsync(fmt.Sprintf("http://%s/hello?name=orders", svcs[0].addr))
+	replyB := getAsync(fmt.Sprintf("http://%s/hello?name=billing", svcs[1].addr))
+	_, frameA := expectStop(t, a, mainGo, line)
+	_, frameB := expectStop(t, b, mainGo, line)
+	if got := locals(t, a, frameA)["name"]; got != `"orders"` {
+		t.Errorf("session on orders sees name=%s", got)
+	}
+	if got := locals(t, b, frameB)["name"]; got != `"billing"` {
+		t.Errorf("session on billing sees name=%s", got)
+	}
+	// Releasing one leaves the other stopped.
+	a.ExpectResponse(t, a.Send("continue", godap.ContinueArguments{}))
+	expectReply(t, replyA, "hello, orders", 10*time.Second)
+	select {
+	case r := <-replyB:
+		t.Fatalf("billing answered while its session is stopped: %q", r)
+	case <-time.After(500 * time.Millisecond):
+	}
+	b.ExpectResponse(t, b.Send("continue", godap.ContinueArguments{}))
+	expectReply(t, replyB, "hello, billing", 10*time.Second)
+}
+
+// TestTargetFoundWhenPodSharesItsPIDNamespace: with shareProcessNamespace
+// PID 1 is the pod's pause process; the agent must still find the target.
+func TestTargetFoundWhenPodSharesItsPIDNamespace(t *testing.T) {
+	ns := newNamespace(t, nil)
+	yes := true
+	createPodWith(t, ns, "shared", fixtures.GoHTTPImage, func(p *corev1.Pod) { p.Spec.ShareProcessNamespace = &yes })
+	root, mainGo := localCopy(t)
+	line := lineOf(t, mainGo, "message := fmt.Sprintf")
+	k := startKdap(t)
+	c := attachSession(t, k, ns, "shared", root, mainGo, line)
+	reply := getAsync(fmt.Sprintf("http://%s/hello?name=shared", serviceForward(t, ns, "shared")))
+	expectStop(t, c, mainGo, line)
+	c.ExpectResponse(t, c.Send("continue", godap.ContinueArguments{}))
+	expectReply(t, reply, "hello, shared", 10*time.Second)
+}
+
+// TestTrimpathBuildMapsWithoutConfiguration: a -trimpath binary records
+// module paths; the local path must still work for breakpoints and stacks.
+func TestTrimpathBuildMapsWithoutConfiguration(t *testing.T) {
+	ns := newNamespace(t, nil)
+	createPod(t, ns, "trim", fixtures.TrimpathImage)
+	root, mainGo := localCopy(t)
+	line := lineOf(t, mainGo, "message := fmt.Sprintf")
+	k := startKdap(t)
+	c := attachSession(t, k, ns, "pod/trim", root, mainGo, line)
+	reply := getAsync(fmt.Sprintf("http://%s/hello?name=trim", serviceForward(t, ns, "trim")))
+	expectStop(t, c, mainGo, line)
+	c.ExpectResponse(t, c.Send("continue", godap.ContinueArguments{}))
+	expectReply(t, reply, "hello, trim", 10*time.Second)
+}
