@@ -50,18 +50,11 @@ type Endpoint struct {
 	Reused                           bool
 	Status                           agentapi.Status
 	Forward                          *forward.Forward
-	Timings                          Timings
-}
-
-// Timings break an attach down, for the benchmarks and verbose logs.
-type Timings struct {
-	Resolve, Inject, Forward time.Duration // inject = patch → Running (0 when reused)
 }
 
 // Prepare resolves the target, reuses or injects the agent, and forwards
 // its port. The caller closes ep.Forward.
 func Prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint, error) {
-	start := time.Now()
 	restCfg, ns, err := clientConfig(cfg, args)
 	if err != nil {
 		return nil, err
@@ -89,7 +82,6 @@ func Prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 	}
 	opts := inject.Options{Image: image, Target: container, Runtime: "go", TTL: ttl, Ptrace: true}
 	ep := &Endpoint{Pod: pod.Name, Namespace: ns, Container: container}
-	ep.Timings.Resolve = time.Since(start)
 
 	if agent, ok := inject.FindRunning(pod, container, image); ok {
 		ep.Agent, ep.Reused = agent.Name, true
@@ -104,7 +96,6 @@ func Prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 		opts.Port = inject.FreePort(pod)
 		ep.Agent = inject.NewName(pod, randomSuffix)
 		r.Progress(fmt.Sprintf("adding debugger container %s (%s) to pod %s", ep.Agent, image, pod.Name))
-		t := time.Now()
 		if err := inject.Add(ctx, client, pod, inject.Container(ep.Agent, opts)); err != nil {
 			return nil, err
 		}
@@ -112,20 +103,23 @@ func Prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 		if err := inject.WaitRunning(ctx, client, ns, pod.Name, ep.Agent, 3*time.Minute); err != nil {
 			return nil, err
 		}
-		ep.Timings.Inject = time.Since(t)
 	}
 
 	r.Progress("connecting to the debugger")
-	t := time.Now()
 	dialer, err := forward.Dialer(restCfg, forward.URL(client, ns, pod.Name))
 	if err != nil {
 		return nil, err
 	}
 	ep.Forward, ep.Status, err = forwardToAgent(ctx, client, dialer, ns, pod.Name, ep.Agent, opts.Port)
+	var exited *inject.AgentExitedError
+	if ep.Reused && errors.As(err, &exited) {
+		// It reached its idle TTL between being found and being reached.
+		r.Output(fmt.Sprintf("kdap: debugger container %s has just exited; starting a new one", ep.Agent))
+		return Prepare(ctx, cfg, args, r)
+	}
 	if err != nil {
 		return nil, err
 	}
-	ep.Timings.Forward = time.Since(t)
 	return ep, nil
 }
 

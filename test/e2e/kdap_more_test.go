@@ -82,3 +82,35 @@ func TestTrimpathBuildMapsWithoutConfiguration(t *testing.T) {
 	c.ExpectResponse(t, c.Send("continue", godap.ContinueArguments{}))
 	expectReply(t, reply, "hello, trim", 10*time.Second)
 }
+
+// TestIdleAgentExitsAndIsReplaced: with agentTTL 2s the agent detaches and
+// its container ends (Completed) while the target serves on; the next
+// attach injects a new agent instead of reusing the dead one.
+func TestIdleAgentExitsAndIsReplaced(t *testing.T) {
+	ns := newNamespace(t, nil)
+	createPod(t, ns, "web", fixtures.GoHTTPImage)
+	svc := serviceForward(t, ns, "web")
+	k := startKdap(t)
+	c := k.connect(t)
+	c.ExpectResponse(t, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
+	c.ExpectResponse(t, c.Send("attach", map[string]any{"target": "web", "namespace": ns, "agentTTL": "2s"}))
+	c.ExpectResponse(t, c.Send("disconnect", godap.DisconnectArguments{}))
+	waitPod(t, ns, "web", time.Minute, "with its agent Completed", func(p *corev1.Pod) (bool, error) {
+		for _, st := range p.Status.EphemeralContainerStatuses {
+			if term := st.State.Terminated; term != nil {
+				if term.ExitCode != 0 {
+					return false, fmt.Errorf("agent ended with exit code %d: %s", term.ExitCode, term.Message)
+				}
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	expectReply(t, getAsync(fmt.Sprintf("http://%s/hello?name=idle", svc)), "hello, idle", 10*time.Second)
+	c2 := k.connect(t)
+	c2.ExpectResponse(t, c2.Send("initialize", godap.InitializeRequestArguments{AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
+	c2.ExpectResponse(t, c2.Send("attach", map[string]any{"target": "web", "namespace": ns}))
+	if n := ephemeralCount(t, ns, "web"); n != 2 {
+		t.Errorf("%d ephemeral containers, want 2 (the finished one stays, a new one runs)", n)
+	}
+}
