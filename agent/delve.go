@@ -192,6 +192,8 @@ func haltAndClear(c *rpc2.RPCClient) (int, error) {
 // resumes the target) and exit. Only a Delve that no longer holds
 // breakpoints is ever killed.
 func (d *delve) detach(logf func(string, ...any)) error {
+	d.startMu.Lock() // wait for a start under way; no new one after this
+	defer d.startMu.Unlock()
 	c, err := d.client()
 	if err != nil || c == nil {
 		return err
