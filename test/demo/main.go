@@ -125,7 +125,7 @@ func run(ctx context.Context, kdapBin string) error {
 	s := &session{r: dap.NewReader(conn), w: dap.NewWriter(conn)}
 
 	say("a DAP client (what your IDE does) attaches to pod/%s in namespace %s", podName, namespace)
-	if _, err := s.request("initialize", godap.InitializeRequestArguments{ClientID: "kdap-demo", AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path", SupportsProgressReporting: true}); err != nil {
+	if _, err := s.request("initialize", godap.InitializeRequestArguments{ClientID: "kdap-demo", AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path", SupportsProgressReporting: true, SupportsVariableType: true}); err != nil {
 		return err
 	}
 	start := time.Now()
