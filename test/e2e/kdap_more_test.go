@@ -52,35 +52,32 @@ func TestTwoSessionsAtOnce(t *testing.T) {
 	expectReply(t, replyB, "hello, billing", 10*time.Second)
 }
 
-// TestTargetFoundWhenPodSharesItsPIDNamespace: with shareProcessNamespace
-// PID 1 is the pod's pause process; the agent must still find the target.
-func TestTargetFoundWhenPodSharesItsPIDNamespace(t *testing.T) {
-	ns := newNamespace(t, nil)
+// TestTargetsThatNeedNoConfiguration: the agent finds the target when the
+// pod shares its PID namespace (PID 1 is then the pause process), and a
+// -trimpath binary (sources recorded as module paths) maps to the local
+// files without substitutePath.
+func TestTargetsThatNeedNoConfiguration(t *testing.T) {
 	yes := true
-	createPodWith(t, ns, "shared", fixtures.GoHTTPImage, func(p *corev1.Pod) { p.Spec.ShareProcessNamespace = &yes })
-	root, mainGo := localCopy(t)
-	line := lineOf(t, mainGo, "message := fmt.Sprintf")
-	k := startKdap(t)
-	c := attachSession(t, k, ns, "shared", root, mainGo, line)
-	reply := getAsync(fmt.Sprintf("http://%s/hello?name=shared", serviceForward(t, ns, "shared")))
-	expectStop(t, c, mainGo, line)
-	c.ExpectResponse(t, c.Send("continue", godap.ContinueArguments{}))
-	expectReply(t, reply, "hello, shared", 10*time.Second)
-}
-
-// TestTrimpathBuildMapsWithoutConfiguration: a -trimpath binary records
-// module paths; the local path must still work for breakpoints and stacks.
-func TestTrimpathBuildMapsWithoutConfiguration(t *testing.T) {
-	ns := newNamespace(t, nil)
-	createPod(t, ns, "trim", fixtures.TrimpathImage)
-	root, mainGo := localCopy(t)
-	line := lineOf(t, mainGo, "message := fmt.Sprintf")
-	k := startKdap(t)
-	c := attachSession(t, k, ns, "pod/trim", root, mainGo, line)
-	reply := getAsync(fmt.Sprintf("http://%s/hello?name=trim", serviceForward(t, ns, "trim")))
-	expectStop(t, c, mainGo, line)
-	c.ExpectResponse(t, c.Send("continue", godap.ContinueArguments{}))
-	expectReply(t, reply, "hello, trim", 10*time.Second)
+	for _, tc := range []struct {
+		name, image string
+		edit        func(*corev1.Pod)
+	}{
+		{"shared PID namespace", fixtures.GoHTTPImage, func(p *corev1.Pod) { p.Spec.ShareProcessNamespace = &yes }},
+		{"trimpath build", fixtures.TrimpathImage, func(*corev1.Pod) {}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := newNamespace(t, nil)
+			createPodWith(t, ns, "web", tc.image, tc.edit)
+			root, mainGo := localCopy(t)
+			line := lineOf(t, mainGo, "message := fmt.Sprintf")
+			k := startKdap(t)
+			c := attachSession(t, k, ns, "pod/web", root, mainGo, line)
+			reply := getAsync(fmt.Sprintf("http://%s/hello?name=web", serviceForward(t, ns, "web")))
+			expectStop(t, c, mainGo, line)
+			c.ExpectResponse(t, c.Send("continue", godap.ContinueArguments{}))
+			expectReply(t, reply, "hello, web", 10*time.Second)
+		})
+	}
 }
 
 // TestIdleAgentExitsAndIsReplaced: with agentTTL 2s the agent detaches and
