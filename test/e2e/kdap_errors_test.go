@@ -76,7 +76,7 @@ func TestKdapAttachErrorsNameTheFix(t *testing.T) {
 		}, []string{`pod ` + ns + `/pending is Pending, not Running`}},
 		{"debugger image cannot be pulled", func(t *testing.T) map[string]any {
 			return map[string]any{"target": "pod/gohttp", "namespace": ns, "image": "kdap.test/no-such-debugger:1"}
-		}, []string{`debugger image "kdap.test/no-such-debugger:1" cannot be used`, "ErrImagePull", `set "image"`}},
+		}, []string{`debugger image "kdap.test/no-such-debugger:1" cannot be used`, "ImagePull", `set "image"`}}, // ErrImagePull or ImagePullBackOff
 		{"cluster unreachable", func(t *testing.T) map[string]any {
 			cfg := kubeconfigFor(t, nil, nil)
 			cfg.Clusters["kdap-test"].Server = "https://127.0.0.1:1"
