@@ -15,4 +15,6 @@ const (
 	ErrIDDebuggerLost
 	// ErrIDAlreadyAttaching: a second attach in the same session.
 	ErrIDAlreadyAttaching
+	// ErrIDTerminateRefused: a terminate request without --allow-terminate.
+	ErrIDTerminateRefused
 )

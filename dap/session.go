@@ -156,6 +156,10 @@ func (s *session) fromClient(ctx context.Context, m *Message) (done bool, err er
 		return false, nil // clients send no events; nothing to relay it to
 	}
 	if s.state == attached {
+		if m.Command == "terminate" && !s.opts.AllowTerminate {
+			return false, s.client.send(errorResponse(m, ErrIDTerminateRefused,
+				"kdap leaves the target running: disconnect instead, or start kdap with --allow-terminate to let the IDE stop it", true))
+		}
 		if m.Command == "disconnect" {
 			m = s.guardDisconnect(m)
 			s.disconnecting = true
@@ -292,6 +296,10 @@ func (s *session) debuggerInitialized(resp *Message) {
 	var caps godap.Capabilities
 	if body := resp.Body(); body != nil {
 		json.Unmarshal(body, &caps)
+	}
+	if !s.opts.AllowTerminate { // so the IDE offers no way to stop the target
+		caps.SupportsTerminateRequest = false
+		caps.SupportTerminateDebuggee = false
 	}
 	s.client.send(&godap.CapabilitiesEvent{Event: event("capabilities"), Body: godap.CapabilitiesEventBody{Capabilities: caps}})
 	attach := map[string]any{"seq": 0, "type": "request", "command": "attach", "arguments": s.attachArgs}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -60,7 +61,8 @@ func (d *fakeDebugger) serve() {
 		}
 		switch m.Command {
 		case "initialize":
-			d.respond(m, true, "", godap.Capabilities{SupportsConfigurationDoneRequest: true, SupportsConditionalBreakpoints: true})
+			d.respond(m, true, "", godap.Capabilities{SupportsConfigurationDoneRequest: true, SupportsConditionalBreakpoints: true,
+				SupportsTerminateRequest: true, SupportTerminateDebuggee: true})
 		case "attach":
 			d.send(map[string]any{"type": "event", "event": "initialized"})
 			d.respond(m, true, "", nil)
@@ -468,5 +470,39 @@ func TestHalfClosedConnections(t *testing.T) {
 	}
 	c.ExpectClosed(t)
 	for range a.debugger.got {
+	}
+}
+
+func TestTerminateIsRefusedUnlessAllowed(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("allow=%v", allow), func(t *testing.T) {
+			a := &attacher{}
+			c, _ := startSession(t, a, dap.Options{AllowTerminate: allow})
+			seq := attach(t, c, false)
+			var caps godap.CapabilitiesEventBody
+			daptest.Decode(t, c.ExpectEvent(t, "capabilities"), &caps)
+			if got := caps.Capabilities.SupportsTerminateRequest || caps.Capabilities.SupportTerminateDebuggee; got != allow {
+				t.Errorf("terminate capabilities announced = %v, want %v", got, allow)
+			}
+			c.ExpectResponse(t, seq)
+			resp := c.ExpectAnyResponse(t, c.Send("terminate", nil))
+			if allow {
+				a.debugger.expect(t, "terminate", func(m *dap.Message) bool { return m.Command == "terminate" })
+				return
+			}
+			var body godap.ErrorResponseBody
+			daptest.Decode(t, resp, &body)
+			if resp.Success || body.Error == nil || body.Error.Id != dap.ErrIDTerminateRefused || !strings.Contains(body.Error.Format, "--allow-terminate") {
+				t.Errorf("terminate answered %s", resp.Raw)
+			}
+			c.ExpectResponse(t, c.Send("threads", nil)) // the session goes on
+			a.debugger.mu.Lock()
+			for _, m := range a.debugger.received {
+				if m.Command == "terminate" {
+					t.Error("the debugger received terminate")
+				}
+			}
+			a.debugger.mu.Unlock()
+		})
 	}
 }
