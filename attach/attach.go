@@ -145,7 +145,8 @@ func forwardToAgent(ctx context.Context, client kubernetes.Interface, dialer htt
 			return nil, agentapi.Status{}, exitErr
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, agentapi.Status{}, fmt.Errorf("the debugger in pod %s/%s does not answer on port %d: %v", ns, pod, port, lastErr)
+			return nil, agentapi.Status{}, fmt.Errorf("the debugger container %s in pod %s/%s does not answer on 127.0.0.1:%d (%v): its log says why: `kubectl logs -n %s %s -c %s`",
+				agent, ns, pod, port, lastErr, ns, pod, agent)
 		}
 		select { // the agent listens within milliseconds of Running
 		case <-ctx.Done():

@@ -56,7 +56,7 @@ func explainForbidden(ctx context.Context, client kubernetes.Interface, pod *cor
 	allowed, checkErr := CanI(ctx, client, pod.Namespace, "patch", "pods", "ephemeralcontainers")
 	if checkErr == nil && !allowed {
 		return fmt.Errorf("you may not add debug containers in namespace %q: RBAC is missing verb \"patch\" on resource \"pods/ephemeralcontainers\" "+
-			"(ask for a Role granting it; kdap also needs get/list/watch on pods, create on pods/portforward and get on pods/log): %w", pod.Namespace, err)
+			"(ask for a Role granting it; kdap also needs get/list/watch on pods and create on pods/portforward): %w", pod.Namespace, err)
 	}
 	return fmt.Errorf("the cluster's admission control rejected the debugger container in namespace %q "+
 		"(PodSecurity or a policy webhook; kdap's Go and Python debuggers need the SYS_PTRACE capability): %w", pod.Namespace, err)
@@ -120,7 +120,7 @@ func WaitRunning(ctx context.Context, client kubernetes.Interface, namespace, po
 		if last == "" {
 			last = "not scheduled by the kubelet yet"
 		}
-		return fmt.Errorf("the debugger container %s in pod %s/%s is not running after %s (%s)", name, namespace, pod, timeout, last)
+		return fmt.Errorf("the debugger container %s in pod %s/%s is not running after %s (%s): `kubectl describe pod -n %s %s` shows what the node is doing", name, namespace, pod, timeout, last, namespace, pod)
 	}
 	return err
 }
