@@ -101,7 +101,7 @@ func WaitRunning(ctx context.Context, client kubernetes.Interface, namespace, po
 				return true, nil
 			case st.State.Terminated != nil:
 				t := st.State.Terminated
-				return false, &AgentExitedError{Name: name, ExitCode: t.ExitCode, Reason: t.Reason, Message: strings.TrimSpace(t.Message)}
+				return false, exited(name, t)
 			case st.State.Waiting != nil:
 				w := st.State.Waiting
 				last = w.Reason
@@ -142,6 +142,11 @@ type AgentExitedError struct {
 	Message  string
 }
 
+// exited is the error for an agent container that has terminated.
+func exited(name string, t *corev1.ContainerStateTerminated) *AgentExitedError {
+	return &AgentExitedError{Name: name, ExitCode: t.ExitCode, Reason: t.Reason, Message: strings.TrimSpace(t.Message)}
+}
+
 func (e *AgentExitedError) Error() string {
 	msg := fmt.Sprintf("the debugger container %s exited (%s, exit code %d)", e.Name, e.Reason, e.ExitCode)
 	if e.Message != "" {
@@ -161,7 +166,7 @@ func CheckAlive(ctx context.Context, client kubernetes.Interface, namespace, pod
 	for _, st := range p.Status.EphemeralContainerStatuses {
 		if st.Name == name && st.State.Terminated != nil {
 			t := st.State.Terminated
-			return &AgentExitedError{Name: name, ExitCode: t.ExitCode, Reason: t.Reason, Message: strings.TrimSpace(t.Message)}
+			return exited(name, t)
 		}
 	}
 	return nil

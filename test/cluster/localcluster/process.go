@@ -159,11 +159,7 @@ func tail(file string, n int) string {
 	if err != nil {
 		return "    (no log: " + err.Error() + ")"
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "    " + strings.Join(lines, "\n    ")
+	return "    " + strings.ReplaceAll(lastLines(string(b), n), "\n", "\n    ")
 }
 
 // errNotRoot is returned by every command that changes the machine.
