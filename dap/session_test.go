@@ -120,6 +120,22 @@ func (d *fakeDebugger) expect(t *testing.T, what string, match func(*dap.Message
 	}
 }
 
+// expectClosed waits until kdap has closed the debugger's connection.
+func (d *fakeDebugger) expectClosed(t *testing.T) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case _, ok := <-d.got:
+			if !ok {
+				return
+			}
+		case <-timeout:
+			t.Fatal("kdap did not close the debugger connection")
+		}
+	}
+}
+
 // attacher hands out the fake debugger, or fails, or blocks until cancelled.
 type attacher struct {
 	err       error
@@ -390,8 +406,7 @@ func TestClientGoingAwayClosesTheDebuggerConnection(t *testing.T) {
 	if err := done.wait(t); err != nil {
 		t.Errorf("Serve = %v", err)
 	}
-	for range a.debugger.got { // drains until the debugger sees its connection end
-	}
+	a.debugger.expectClosed(t)
 }
 
 func TestDisconnectWhileAttachingCancelsTheAttach(t *testing.T) {
@@ -469,8 +484,7 @@ func TestHalfClosedConnections(t *testing.T) {
 		t.Errorf("Serve = %v", err)
 	}
 	c.ExpectClosed(t)
-	for range a.debugger.got {
-	}
+	a.debugger.expectClosed(t)
 }
 
 func TestTerminateIsRefusedUnlessAllowed(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -36,7 +38,8 @@ func TestUnknownCommandFails(t *testing.T) {
 func TestDAPOnStdio(t *testing.T) {
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
-	o := &DAPOptions{In: inR, Out: outW, Err: io.Discard}
+	trace := filepath.Join(t.TempDir(), "trace")
+	o := &DAPOptions{In: inR, Out: outW, Err: io.Discard, TraceFile: trace}
 	done := make(chan error, 1)
 	go func() { done <- o.Run(context.Background()); outW.Close() }()
 	c := daptest.NewClient(struct {
@@ -51,6 +54,11 @@ func TestDAPOnStdio(t *testing.T) {
 	c.ExpectResponse(t, c.Send("disconnect", nil))
 	if err := <-done; err != nil {
 		t.Errorf("kdap dap on stdio ended with %v", err)
+	}
+	b, _ := os.ReadFile(trace)
+	if !strings.Contains(string(b), `IDE ← {"arguments":{"adapterID":"kdap"},"command":"initialize"`) ||
+		!strings.Contains(string(b), `IDE → `) {
+		t.Errorf("--trace file lacks the traffic:\n%s", b)
 	}
 }
 
