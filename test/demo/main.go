@@ -73,7 +73,7 @@ func run(ctx context.Context, kdapBin string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	tars, err := fixtures.Build(ctx, repo, dir)
+	tars, err := fixtures.Build(ctx, repo, dir, fixtures.GoHTTPImage, fixtures.GoAgentImage)
 	if err != nil {
 		return err
 	}
