@@ -1,17 +1,19 @@
 // Package agent is the program kdap runs inside an ephemeral container next
 // to the target. It finds the target process, checks its runtime, and
 // serves one TCP port on the pod's loopback: "GET " gets a JSON status
-// document, anything else is piped to the debugger (Delve serves DAP and
-// JSON-RPC on one port). It owns the debugger's lifecycle: when the last
-// client leaves — by disconnect, a dropped connection or kdap being killed —
-// breakpoints are cleared and the target runs on; after an idle TTL the
-// debugger detaches and the agent exits. It never imports client-go.
+// document, anything else is piped to the runtime's debugger (Delve serves
+// DAP and JSON-RPC on one port; debugpy's adapter serves DAP). It owns the
+// debugger's lifecycle: when the last client leaves — by disconnect, a
+// dropped connection or kdap being killed — breakpoints are cleared and the
+// target runs on; after an idle TTL the agent lets go of the target and
+// exits. It never imports client-go.
 package agent
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -31,9 +33,12 @@ import (
 // Config is the agent's configuration (from its environment).
 type Config struct {
 	Listen  string        // loopback address to serve on
-	Runtime string        // auto or go
+	Runtime string        // auto (detect), go or python
 	TTL     time.Duration // idle time before the agent detaches and exits
-	Dlv     string        // path of the dlv binary
+	Dlv     string        // path of the dlv binary (Go images)
+	Gdb     string        // path of gdb (Python images)
+	Debugpy string        // directory holding the debugpy package (Python images)
+	Pythons string        // Python versions that debugpy supports, e.g. 3.7-3.11
 	PID     int           // target pid; 0 finds it (PID 1, or the first non-pause process)
 	Log     io.Writer     // the agent's log (its container log)
 	Ready   func(addr string)
@@ -49,14 +54,11 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
-	var err error
-	var target *runtimes.Target
-	switch cfg.Runtime {
-	case "", "auto", "go":
-		target, err = runtimes.InspectGo(pid)
-	default:
-		err = fmt.Errorf("this debugger image debugs Go programs, not %q: use the %s image (\"image\" in the launch configuration)", cfg.Runtime, cfg.Runtime)
+	rt, target, err := inspect(pid, cfg.Runtime)
+	if err != nil {
+		return err
 	}
+	dbg, err := newDebugger(cfg, rt, target)
 	if err != nil {
 		return err
 	}
@@ -64,26 +66,85 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (another process in the pod uses this port)", cfg.Listen, err)
 	}
-	a := &agent{cfg: cfg, target: target, ln: ln, lastActive: time.Now(), conns: map[net.Conn]bool{}, dlv: &delve{bin: cfg.Dlv, pid: pid, log: cfg.Log}}
-	a.logf("listening at %s; target pid %d (%s, %s, module %s); idle TTL %s", ln.Addr(), pid, target.Exe, target.Version, target.Module, cfg.TTL)
+	a := &agent{cfg: cfg, target: target, ln: ln, lastActive: time.Now(), conns: map[net.Conn]bool{}, dbg: dbg}
+	a.logf("listening at %s; target pid %d (%s %s, %s); idle TTL %s", ln.Addr(), pid, rt.Title, target.Version, target.Exe, cfg.TTL)
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr().String())
 	}
-	// Attach Delve now, while kdap is still setting up its port-forward: the
-	// first session then finds it ready (measured: ≈ 100 ms off an attach).
+	// Attach the debugger now, while kdap is still setting up its
+	// port-forward: the first session then finds it ready (measured with
+	// Delve: ≈ 100 ms off an attach).
 	go func() {
-		if _, err := a.dlv.ensure(ctx, a.logf); err != nil {
+		if _, err := a.dbg.ensure(ctx, a.logf); err != nil {
 			a.logf("debugger: %v (retrying when a client connects)", err)
 		}
 	}()
 	return a.serve(ctx)
 }
 
+// debugger is one runtime's debugger as the agent runs it.
+type debugger interface {
+	// ensure starts the debugger (or finds it running) and returns the
+	// loopback address it serves clients on.
+	ensure(ctx context.Context, logf func(string, ...any)) (string, error)
+	// release leaves the target running with no breakpoints armed, once
+	// the last client has gone.
+	release(logf func(string, ...any)) error
+	// detach lets go of the target before the agent exits.
+	detach(logf func(string, ...any)) error
+	state() string // "running" or "not started", for the status document
+}
+
+// inspect checks the target against the runtime asked for ("auto":
+// whichever recognises it). When the target is another runtime's, the error
+// names the runtime to set.
+func inspect(pid int, runtime string) (*runtimes.Runtime, *runtimes.Target, error) {
+	if runtime == "" || runtime == "auto" {
+		return runtimes.Detect(pid)
+	}
+	rt := runtimes.Lookup(runtime)
+	if rt == nil {
+		return nil, nil, fmt.Errorf("runtime %q is unknown: use one of auto, %s", runtime, strings.Join(runtimes.Names(), ", "))
+	}
+	t, err := rt.Inspect(pid)
+	var other *runtimes.NotThisRuntimeError
+	if errors.As(err, &other) {
+		if actual, _, derr := runtimes.Detect(pid); derr == nil {
+			return nil, nil, fmt.Errorf("target process %d (%s) is a %s program, not %s: set \"runtime\": %q in the launch configuration",
+				pid, other.Exe, actual.Title, rt.Title, actual.Name)
+		}
+	}
+	return rt, t, err
+}
+
+// newDebugger returns the runtime's debugger, if this image carries it.
+func newDebugger(cfg Config, rt *runtimes.Runtime, t *runtimes.Target) (debugger, error) {
+	missing := func(what string) error {
+		return fmt.Errorf("the target is a %s program, but this debugger image has no %s (%s): set \"runtime\": %q, or \"image\" to kdap's %s debugger image",
+			rt.Title, rt.Debugger, what, rt.Name, rt.Title)
+	}
+	switch rt {
+	case runtimes.Go:
+		if _, err := os.Stat(cfg.Dlv); err != nil {
+			return nil, missing(cfg.Dlv)
+		}
+		return &delve{bin: cfg.Dlv, pid: t.PID, log: cfg.Log}, nil
+	case runtimes.Python:
+		for _, p := range []string{cfg.Gdb, filepath.Join(cfg.Debugpy, "debugpy")} {
+			if _, err := os.Stat(p); err != nil {
+				return nil, missing(p)
+			}
+		}
+		return newDebugpy(cfg, t)
+	}
+	return nil, fmt.Errorf("the agent cannot debug %s programs yet", rt.Title)
+}
+
 type agent struct {
 	cfg    Config
 	target *runtimes.Target
 	ln     net.Listener
-	dlv    *delve
+	dbg    debugger
 	wg     sync.WaitGroup
 
 	mu         sync.Mutex
@@ -123,7 +184,7 @@ func (a *agent) serve(ctx context.Context) error {
 	}
 	a.wg.Wait()
 	a.logf("shutting down")
-	return a.dlv.detach(a.logf)
+	return a.dbg.detach(a.logf)
 }
 
 // watchIdle cancels ctx once no client has been connected for the TTL.
@@ -182,7 +243,7 @@ func (a *agent) serveStatus(conn net.Conn, br *bufio.Reader) {
 		return
 	}
 	a.mu.Lock()
-	st := agentapi.Status{Target: a.target, Listen: a.ln.Addr().String(), TTL: a.cfg.TTL.String(), Sessions: a.active, Debugger: a.dlv.state()}
+	st := agentapi.Status{Target: a.target, Listen: a.ln.Addr().String(), TTL: a.cfg.TTL.String(), Sessions: a.active, Debugger: a.dbg.state()}
 	a.mu.Unlock()
 	body, _ := json.Marshal(st)
 	fmt.Fprintf(conn, "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
@@ -192,7 +253,7 @@ func (a *agent) serveStatus(conn net.Conn, br *bufio.Reader) {
 // session pipes one client to the debugger; when the last client is gone
 // the debugger lets the target run on with no breakpoints.
 func (a *agent) session(ctx context.Context, client net.Conn) {
-	addr, err := a.dlv.ensure(ctx, a.logf)
+	addr, err := a.dbg.ensure(ctx, a.logf)
 	if err != nil {
 		a.logf("debugger: %v", err)
 		refuseDAP(client, err)
@@ -218,7 +279,7 @@ func (a *agent) session(ctx context.Context, client net.Conn) {
 	a.mu.Unlock()
 	a.logf("client %s left (%d connected)", client.RemoteAddr(), n)
 	if n == 0 {
-		if err := a.dlv.release(a.logf); err != nil {
+		if err := a.dbg.release(a.logf); err != nil {
 			a.logf("releasing the target: %v", err)
 		}
 	}

@@ -11,6 +11,10 @@ const (
 	EnvListen  = "KDAP_AGENT_LISTEN"  // 127.0.0.1:PORT
 	EnvRuntime = "KDAP_AGENT_RUNTIME" // auto|go|python|node|java
 	EnvTTL     = "KDAP_AGENT_TTL"     // idle time before the agent exits, e.g. 15m0s
+
+	// Set by the Python image: where its debugpy is, which Pythons it supports.
+	EnvDebugpy = "KDAP_DEBUGPY_DIR"     // directory holding the debugpy package
+	EnvPythons = "KDAP_DEBUGPY_PYTHONS" // e.g. 3.7-3.11
 )
 
 // DefaultPort is the agent's loopback port unless another agent in the pod

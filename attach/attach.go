@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/kubernetes"
@@ -26,16 +27,20 @@ import (
 	"github.com/kdap/kdap/runtimes"
 )
 
-// DefaultGoImage is the Go debugger image (images/go) unless configured.
-const DefaultGoImage = "ghcr.io/kdap/kdap-go:latest"
+// DefaultImages are the debugger images (images/go, images/python) unless
+// configured, by runtime name.
+var DefaultImages = map[string]string{
+	"go":     "ghcr.io/kdap/kdap-go:latest",
+	"python": "ghcr.io/kdap/kdap-python:latest",
+}
 
 // Config is how the kdap process is set up; attach arguments override the
 // cluster fields per session.
 type Config struct {
-	Kubeconfig string        // default kubeconfig path ("" = the usual rules)
-	Context    string        // default context
-	GoImage    string        // debugger image for Go
-	AgentTTL   time.Duration // idle time before an agent exits
+	Kubeconfig string            // default kubeconfig path ("" = the usual rules)
+	Context    string            // default context
+	Images     map[string]string // debugger image by runtime name
+	AgentTTL   time.Duration     // idle time before an agent exits
 }
 
 // Reporter receives progress and notes (dap.Reporter satisfies it).
@@ -72,15 +77,19 @@ func Prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 	if err != nil {
 		return nil, err
 	}
+	rt := chooseRuntime(args.Runtime, pod, container, r)
 	image := args.Image
 	if image == "" {
-		image = cfg.GoImage
+		image = cfg.Images[rt.Name]
+	}
+	if image == "" {
+		return nil, fmt.Errorf("no debugger image for %s: pass --image-%s to kdap or set \"image\" in the launch configuration", rt.Title, rt.Name)
 	}
 	ttl := cfg.AgentTTL
 	if args.AgentTTL != "" {
 		ttl, _ = time.ParseDuration(args.AgentTTL)
 	}
-	opts := inject.Options{Image: image, Target: container, Runtime: "go", TTL: ttl, Ptrace: true}
+	opts := inject.Options{Image: image, Target: container, Runtime: rt.Name, TTL: ttl, Ptrace: rt.Ptrace}
 	ep := &Endpoint{Pod: pod.Name, Namespace: ns, Container: container}
 
 	if agent, ok := inject.FindRunning(pod, container, image); ok {
@@ -121,6 +130,22 @@ func Prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 		return nil, err
 	}
 	return ep, nil
+}
+
+// chooseRuntime is the runtime asked for, or for "auto" the one the
+// container's image and command suggest (the agent checks the process).
+func chooseRuntime(name string, pod *corev1.Pod, container string, r Reporter) *runtimes.Runtime {
+	if rt := runtimes.Lookup(name); rt != nil {
+		return rt
+	}
+	for _, c := range pod.Spec.Containers {
+		if c.Name == container {
+			rt := runtimes.Guess(c.Image, append(append([]string(nil), c.Command...), c.Args...))
+			r.Output(fmt.Sprintf("kdap: debugging container %s as %s (guessed from its image and command; set \"runtime\" to choose)", container, rt.Title))
+			return rt
+		}
+	}
+	return runtimes.Go
 }
 
 // forwardToAgent forwards the agent's port and reads its status. The agent
@@ -236,21 +261,28 @@ func (a *Attacher) Attach(ctx context.Context, raw json.RawMessage, r dap.Report
 	if err != nil {
 		return nil, err
 	}
+	t := ep.Status.Target
+	rt := runtimes.Lookup(t.Runtime)
+	if rt == nil {
+		ep.Forward.Close()
+		return nil, fmt.Errorf("the debugger container reports a %q target, which this kdap does not know: use the same kdap version as the debugger image", t.Runtime)
+	}
 	var localFiles []string
 	if args.LocalRoot != "" {
-		localFiles, _ = runtimes.LocalSources(args.LocalRoot, []string{".go"}, 20000)
+		localFiles, _ = runtimes.LocalSources(args.LocalRoot, rt.Extensions, 20000)
 	}
-	dlvArgs, mapping, err := runtimes.GoAttachArguments(raw, ep.Status.Target, args.LocalRoot, localFiles)
+	debuggerArgs, mapping, err := rt.AttachArguments(raw, t, args.LocalRoot, localFiles)
 	if err != nil {
 		ep.Forward.Close()
 		return nil, err
 	}
-	t := ep.Status.Target
-	r.Output(fmt.Sprintf("kdap: attached to pid %d (%s, %s) in pod %s/%s, container %s", t.PID, t.Exe, t.Version, ep.Namespace, ep.Pod, ep.Container))
+	r.Output(fmt.Sprintf("kdap: attached %s to pid %d (%s %s, %s) in pod %s/%s, container %s", rt.Debugger, t.PID, rt.Title, t.Version, t.Exe, ep.Namespace, ep.Pod, ep.Container))
+	explicit := len(args.SubstitutePath) > 0 || len(args.PathMappings) > 0
+	mappingKey := map[*runtimes.Runtime]string{runtimes.Go: "substitutePath", runtimes.Python: "pathMappings"}[rt]
 	if mapping != nil {
-		r.Output(fmt.Sprintf("kdap: source paths %s ↔ %s (set \"substitutePath\" to override)", mapping.From, mapping.To))
-	} else if args.LocalRoot != "" && len(args.SubstitutePath) == 0 && len(t.Sources) > 0 && !strings.HasPrefix(t.Sources[0], args.LocalRoot) {
-		r.Output(fmt.Sprintf("kdap: no file under %s matches the program's sources (e.g. %s): set \"substitutePath\" so breakpoints resolve", args.LocalRoot, t.Sources[0]))
+		r.Output(fmt.Sprintf("kdap: source paths %s ↔ %s (set %q to override)", mapping.From, mapping.To, mappingKey))
+	} else if args.LocalRoot != "" && !explicit && len(t.Sources) > 0 && !strings.HasPrefix(t.Sources[0], args.LocalRoot) {
+		r.Output(fmt.Sprintf("kdap: no file under %s matches the program's sources (e.g. %s): set %q so breakpoints resolve", args.LocalRoot, t.Sources[0], mappingKey))
 	}
 	conn, err := net.Dial("tcp", ep.Forward.Addr())
 	if err != nil {
@@ -262,7 +294,7 @@ func (a *Attacher) Attach(ctx context.Context, raw json.RawMessage, r dap.Report
 		<-ep.Forward.Done()
 		conn.Close()
 	}()
-	return &dap.Debugger{Conn: fc, AttachArguments: dlvArgs}, nil
+	return &dap.Debugger{Conn: fc, AttachArguments: debuggerArgs}, nil
 }
 
 // forwardedConn is the DAP connection through a forward: closing it closes

@@ -19,8 +19,9 @@ func TestParseArgs(t *testing.T) {
 		{`{"target":"web","runtime":"go","agentTTL":"5m"}`, ""},
 		{`{}`, `set "target"`},
 		{`{"target":"  "}`, `set "target"`},
-		{`{"target":"web","runtime":"python"}`, "not supported yet"},
-		{`{"target":"web","runtime":"cobol"}`, `use "auto" or "go"`},
+		{`{"target":"web","runtime":"python","pathMappings":[{"localRoot":"/a","remoteRoot":"/b"}]}`, ""},
+		{`{"target":"web","runtime":"node"}`, "not supported yet"},
+		{`{"target":"web","runtime":"cobol"}`, `use "auto" or one of go, python`},
 		{`{"target":"web","agentTTL":"soon"}`, "not a duration"},
 		{`[1]`, "attach arguments"},
 	} {

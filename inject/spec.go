@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kdap/kdap/agentapi"
+	"github.com/kdap/kdap/runtimes"
 )
 
 // NamePrefix starts the name of every container kdap injects, so users and
@@ -154,11 +155,8 @@ func CheckPodSecurity(ns *corev1.Namespace, o Options) error {
 
 // debuggerName names the runtime's debugger for messages.
 func debuggerName(runtime string) string {
-	switch runtime {
-	case "go":
-		return "Go (Delve)"
-	case "python":
-		return "Python (debugpy)"
+	if rt := runtimes.Lookup(runtime); rt != nil {
+		return fmt.Sprintf("%s (%s)", rt.Title, rt.Debugger)
 	}
 	return runtime
 }

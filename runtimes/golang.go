@@ -5,7 +5,6 @@ import (
 	"debug/dwarf"
 	"debug/elf"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -15,6 +14,16 @@ import (
 // Go: the target is a Go binary with DWARF; the debugger is Delve, run
 // headless with --accept-multiclient so DAP and JSON-RPC clients (GoLand)
 // share one port; path mapping uses dlv's substitutePath.
+var Go = &Runtime{
+	Name:            "go",
+	Title:           "Go",
+	Debugger:        "Delve",
+	Extensions:      []string{".go"},
+	Ptrace:          true,
+	Hints:           []string{"go", "golang"},
+	Inspect:         InspectGo,
+	AttachArguments: GoAttachArguments,
+}
 
 // maxSources bounds the source list the agent reports.
 const maxSources = 500
@@ -33,6 +42,7 @@ func InspectGo(pid int) (*Target, error) {
 		return nil, &NotThisRuntimeError{Runtime: "go", PID: pid, Exe: exe, Detail: err.Error()}
 	}
 	t := &Target{Runtime: "go", PID: pid, Exe: exe, Version: info.GoVersion, Module: info.Main.Path}
+	t.UID, t.GID = processIDs(pid)
 	f, err := elf.Open(exePath)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", exe, err)
@@ -78,26 +88,6 @@ func goSources(d *dwarf.Data, module string) []string {
 	return out
 }
 
-// NotThisRuntimeError is a target that is not of the runtime asked for.
-type NotThisRuntimeError struct {
-	Runtime string
-	PID     int
-	Exe     string
-	Detail  string
-}
-
-func (e *NotThisRuntimeError) Error() string {
-	return fmt.Sprintf("target process %d (%s) is not a %s program (%s): check \"container\" in the launch configuration, or set \"runtime\" to the target's language",
-		e.PID, e.Exe, runtimeTitle(e.Runtime), e.Detail)
-}
-
-func runtimeTitle(r string) string {
-	if r == "go" {
-		return "Go"
-	}
-	return r
-}
-
 // DelveCommand is the command line that attaches Delve to pid, serving DAP
 // and JSON-RPC on one loopback port (0 = any; Delve prints the address).
 // The target is halted once Delve has attached: the caller resumes it over
@@ -140,6 +130,3 @@ func GoAttachArguments(user json.RawMessage, target *Target, localRoot string, l
 	out, err := json.Marshal(args)
 	return out, mapping, err
 }
-
-// ErrNoTarget is returned when no process but the agent and pause is visible.
-var ErrNoTarget = errors.New("no target process is visible: the debugger container must be created with targetContainerName set to the target container")

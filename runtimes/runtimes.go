@@ -7,22 +7,157 @@ package runtimes
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 )
+
+// Runtime is what kdap and its agent know of one language runtime. Each
+// runtime's file defines one (Go, Python) and adds it to All.
+type Runtime struct {
+	Name       string   // as in the launch configuration's "runtime"
+	Title      string   // for messages: "Python"
+	Debugger   string   // the debugger kdap runs: "debugpy"
+	Extensions []string // source files to look for under localRoot
+	Ptrace     bool     // the debugger ptraces the target: the agent needs SYS_PTRACE
+	// Hints are words that, found in a container's image name or command,
+	// make "runtime": "auto" pick this runtime (see Guess).
+	Hints []string
+	// Inspect recognises a running target (in the agent); an error of type
+	// *NotThisRuntimeError means the process belongs to another runtime.
+	Inspect func(pid int) (*Target, error)
+	// AttachArguments turns the IDE's attach arguments into the debugger's:
+	// kdap's own keys dropped, the user's debugger options kept, and a path
+	// mapping — the user's if given, else one worked out from the target's
+	// sources and the files under localRoot (returned when worked out).
+	AttachArguments func(user json.RawMessage, t *Target, localRoot string, localFiles []string) (json.RawMessage, *PathMapping, error)
+}
+
+// All lists the runtimes kdap supports, in the order "auto" tries them.
+var All = []*Runtime{Go, Python}
+
+// Lookup returns the runtime called name, or nil.
+func Lookup(name string) *Runtime {
+	for _, r := range All {
+		if r.Name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+// Names lists the supported runtimes' names.
+func Names() []string {
+	var out []string
+	for _, r := range All {
+		out = append(out, r.Name)
+	}
+	return out
+}
+
+// Guess picks the runtime for "auto" before anything runs in the pod, from
+// the target container's image and command: the first runtime with a hint
+// among the image's repository name and the command's base names, else Go
+// (compiled programs rarely say what they were written in). The agent
+// checks the process itself and says which runtime to set if this is wrong.
+func Guess(image string, command []string) *Runtime {
+	repo := image
+	if i := strings.LastIndexAny(repo, "@"); i >= 0 {
+		repo = repo[:i]
+	}
+	if i := strings.LastIndexByte(repo, ':'); i > strings.LastIndexByte(repo, '/') {
+		repo = repo[:i]
+	}
+	words := strings.FieldsFunc(strings.ToLower(repo), func(c rune) bool { return c == '/' || c == '-' || c == '_' || c == '.' })
+	for _, c := range command {
+		words = append(words, strings.ToLower(filepath.Base(c)))
+	}
+	for _, r := range All {
+		for _, w := range words {
+			for _, h := range r.Hints {
+				if w == h || (strings.HasPrefix(w, h) && strings.Trim(w[len(h):], "0123456789.") == "") {
+					return r
+				}
+			}
+		}
+	}
+	return Go
+}
+
+// Detect inspects pid with every runtime and returns the first that
+// recognises it.
+func Detect(pid int) (*Runtime, *Target, error) {
+	var details []string
+	for _, r := range All {
+		t, err := r.Inspect(pid)
+		if err == nil {
+			return r, t, nil
+		}
+		var other *NotThisRuntimeError
+		if !errors.As(err, &other) {
+			return r, nil, err
+		}
+		details = append(details, fmt.Sprintf("not %s: %s", r.Name, other.Detail))
+	}
+	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	return nil, nil, fmt.Errorf("target process %d (%s) is none of the runtimes kdap debugs (%s): check \"container\" in the launch configuration",
+		pid, exe, strings.Join(details, "; "))
+}
 
 // Target is what the agent reports about the process it debugs (served as
 // JSON by the agent's status endpoint).
 type Target struct {
-	Runtime string   `json:"runtime"`           // "go", …
+	Runtime string   `json:"runtime"`           // "go", "python"
 	PID     int      `json:"pid"`               // in the target container's PID namespace
 	Exe     string   `json:"exe"`               // /proc/PID/exe
-	Version string   `json:"version,omitempty"` // language version, e.g. go1.26.8
+	Version string   `json:"version,omitempty"` // language version, e.g. go1.26.8, 3.11.2
 	Module  string   `json:"module,omitempty"`  // main module path (Go)
-	Sources []string `json:"sources,omitempty"` // the program's own source files, as recorded at build time
+	Root    string   `json:"root,omitempty"`    // the program's source root in the target (Python: the main script's directory or the working directory)
+	Sources []string `json:"sources,omitempty"` // the program's own source files, as recorded at build time (Go) or found under Root (Python)
+	UID     int      `json:"uid"`               // the process's user id
+	GID     int      `json:"gid"`               // the process's group id
+}
+
+// NotThisRuntimeError is a target that is not of the runtime asked for.
+type NotThisRuntimeError struct {
+	Runtime string
+	PID     int
+	Exe     string
+	Detail  string
+}
+
+func (e *NotThisRuntimeError) Error() string {
+	title := e.Runtime
+	if r := Lookup(e.Runtime); r != nil {
+		title = r.Title
+	}
+	return fmt.Sprintf("target process %d (%s) is not a %s program (%s): check \"container\" in the launch configuration, or set \"runtime\" to the target's language",
+		e.PID, e.Exe, title, e.Detail)
+}
+
+// ErrNoTarget is returned when no process but the agent and pause is visible.
+var ErrNoTarget = errors.New("no target process is visible: the debugger container must be created with targetContainerName set to the target container")
+
+// processIDs reads the real uid and gid of pid from /proc/PID/status.
+func processIDs(pid int) (uid, gid int) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "Uid:" {
+			uid, _ = strconv.Atoi(f[1])
+		}
+		if len(f) >= 2 && f[0] == "Gid:" {
+			gid, _ = strconv.Atoi(f[1])
+		}
+	}
+	return uid, gid
 }
 
 // KdapAttachKeys are the attach arguments kdap consumes; all others are

@@ -19,9 +19,12 @@ import (
 func main() {
 	cfg := agent.Config{Log: os.Stderr}
 	flag.StringVar(&cfg.Listen, "listen", envOr(agentapi.EnvListen, fmt.Sprintf("127.0.0.1:%d", agentapi.DefaultPort)), "loopback address to serve on")
-	flag.StringVar(&cfg.Runtime, "runtime", envOr(agentapi.EnvRuntime, "auto"), "runtime of the target: auto or go")
+	flag.StringVar(&cfg.Runtime, "runtime", envOr(agentapi.EnvRuntime, "auto"), "runtime of the target: auto, go or python")
 	ttl := flag.String("ttl", envOr(agentapi.EnvTTL, "15m"), "idle time before the agent detaches and exits")
-	flag.StringVar(&cfg.Dlv, "dlv", "/dlv", "path of the dlv binary")
+	flag.StringVar(&cfg.Dlv, "dlv", "/dlv", "path of the dlv binary (Go)")
+	flag.StringVar(&cfg.Gdb, "gdb", "/usr/bin/gdb", "path of gdb (Python)")
+	flag.StringVar(&cfg.Debugpy, "debugpy", envOr(agentapi.EnvDebugpy, "/kdap/python"), "directory holding the debugpy package (Python)")
+	flag.StringVar(&cfg.Pythons, "pythons", envOr(agentapi.EnvPythons, "3.7-3.11"), "Python versions this image's debugpy supports (Python)")
 	flag.Parse()
 	d, err := time.ParseDuration(*ttl)
 	if err != nil {

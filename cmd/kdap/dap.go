@@ -18,19 +18,21 @@ import (
 
 // clusterFlags are the flags every command that talks to a cluster has.
 type clusterFlags struct {
-	kubeconfig, context, goImage string
-	agentTTL                     time.Duration
+	kubeconfig, context  string
+	goImage, pythonImage string
+	agentTTL             time.Duration
 }
 
 func (f *clusterFlags) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config); a launch configuration's \"kubeconfig\" wins")
 	cmd.Flags().StringVar(&f.context, "context", "", "kubeconfig context (a launch configuration's \"context\" wins)")
-	cmd.Flags().StringVar(&f.goImage, "image-go", envOr("KDAP_IMAGE_GO", attach.DefaultGoImage), "debugger image for Go targets ($KDAP_IMAGE_GO)")
+	cmd.Flags().StringVar(&f.goImage, "image-go", envOr("KDAP_IMAGE_GO", attach.DefaultImages["go"]), "debugger image for Go targets ($KDAP_IMAGE_GO)")
+	cmd.Flags().StringVar(&f.pythonImage, "image-python", envOr("KDAP_IMAGE_PYTHON", attach.DefaultImages["python"]), "debugger image for Python targets ($KDAP_IMAGE_PYTHON)")
 	cmd.Flags().DurationVar(&f.agentTTL, "agent-ttl", 15*time.Minute, "idle time after which an injected debugger detaches and exits")
 }
 
 func (f *clusterFlags) config() attach.Config {
-	return attach.Config{Kubeconfig: f.kubeconfig, Context: f.context, GoImage: f.goImage, AgentTTL: f.agentTTL}
+	return attach.Config{Kubeconfig: f.kubeconfig, Context: f.context, Images: map[string]string{"go": f.goImage, "python": f.pythonImage}, AgentTTL: f.agentTTL}
 }
 
 // DAPOptions are the options of `kdap dap`.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -120,6 +121,24 @@ func (c *Client) ExpectAnyResponse(t testing.TB, seq int) *dap.Message {
 	return c.Expect(t, fmt.Sprintf("response to seq %d", seq), func(m *dap.Message) bool {
 		return m.Type == "response" && m.RequestSeq == seq
 	})
+}
+
+// ExpectResponses waits for the responses to all of seqs, in any order
+// (debugpy answers attach only after configurationDone), and fails the test
+// unless each succeeded.
+func (c *Client) ExpectResponses(t testing.TB, seqs ...int) map[int]*dap.Message {
+	t.Helper()
+	got := map[int]*dap.Message{}
+	for len(got) < len(seqs) {
+		m := c.Expect(t, fmt.Sprintf("responses to seqs %v", seqs), func(m *dap.Message) bool {
+			return m.Type == "response" && slices.Contains(seqs, m.RequestSeq) && got[m.RequestSeq] == nil
+		})
+		if !m.Success {
+			t.Fatalf("%s (seq %d) failed: %s", m.Command, m.RequestSeq, m.ErrorText())
+		}
+		got[m.RequestSeq] = m
+	}
+	return got
 }
 
 // ExpectEvent waits for an event by name.

@@ -1,11 +1,12 @@
 // Package ocitar writes container images as docker-archive tarballs without a
-// container engine or registry: a few files (usually one static binary) become
+// container engine or registry: a few files (usually one static binary) and
+// directory trees of this machine (a debootstrapped root file system) become
 // a single-layer image that `ctr images import` or `docker load` accept.
 package ocitar
 
 import (
 	"archive/tar"
-	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -32,10 +33,24 @@ type File struct {
 	Data []byte
 }
 
-// Image describes an image built from files alone (no base image).
+// Tree is a directory of this machine copied into the layer, streamed from
+// disk: regular files, directories and symbolic links (devices, sockets and
+// pipes are left out); owners become root.
+type Tree struct {
+	Source string // directory on this machine
+	Dest   string // where it goes in the image, e.g. / or /kdap/python
+	// Keep selects entries by their slash-separated path relative to
+	// Source; a directory not kept is skipped whole. Nil keeps everything.
+	Keep func(rel string) bool
+	// FollowLinks copies what symbolic links point to instead of the links.
+	FollowLinks bool
+}
+
+// Image describes an image built from files and trees (no base image).
 type Image struct {
 	Ref        string // e.g. kdap.test/pause:1
 	Files      []File
+	Trees      []Tree
 	Entrypoint []string
 	Env        []string
 	User       string // uid[:gid]; empty means root
@@ -52,13 +67,19 @@ func Write(file string, img Image) error {
 	if err != nil {
 		return fmt.Errorf("image reference %q: %w", img.Ref, err)
 	}
-	layerTar, err := layerTarball(img.Files)
+	layerFile, err := os.CreateTemp(filepath.Dir(file), ".layer-*.tar")
 	if err != nil {
 		return err
 	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	})
+	defer os.Remove(layerFile.Name())
+	err = writeLayer(layerFile, img)
+	if cerr := layerFile.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("layer of %s: %w", img.Ref, err)
+	}
+	layer, err := tarball.LayerFromFile(layerFile.Name(), tarball.WithCompressionLevel(gzip.BestSpeed))
 	if err != nil {
 		return fmt.Errorf("layer of %s: %w", img.Ref, err)
 	}
@@ -90,13 +111,13 @@ func Write(file string, img Image) error {
 	return os.Rename(tmp, file)
 }
 
-// layerTarball returns the uncompressed layer: every parent directory of
-// every file (mode 0755), then the files, in a stable order.
-func layerTarball(files []File) ([]byte, error) {
+// writeLayer writes the uncompressed layer: every parent directory of every
+// file (mode 0755), then the files in a stable order, then the trees.
+func writeLayer(w io.Writer, img Image) error {
 	dirs := map[string]bool{}
-	for _, f := range files {
+	for _, f := range img.Files {
 		if !path.IsAbs(f.Path) {
-			return nil, fmt.Errorf("image file path %q is not absolute", f.Path)
+			return fmt.Errorf("image file path %q is not absolute", f.Path)
 		}
 		for d := path.Dir(f.Path); d != "/"; d = path.Dir(d) {
 			dirs[d] = true
@@ -107,30 +128,92 @@ func layerTarball(files []File) ([]byte, error) {
 		sortedDirs = append(sortedDirs, d)
 	}
 	sort.Strings(sortedDirs)
-	sorted := append([]File(nil), files...)
+	sorted := append([]File(nil), img.Files...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Path < sorted[j].Path })
 
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	tw := tar.NewWriter(w)
 	for _, d := range sortedDirs {
 		hdr := &tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(d, "/") + "/", Mode: 0o755, ModTime: epoch}
 		if err := tw.WriteHeader(hdr); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	for _, f := range sorted {
 		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(f.Path, "/"), Mode: f.Mode, Size: int64(len(f.Data)), ModTime: epoch}
 		if err := tw.WriteHeader(hdr); err != nil {
-			return nil, err
+			return err
 		}
 		if _, err := tw.Write(f.Data); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return nil, err
+	for _, t := range img.Trees {
+		if err := writeTree(tw, t, t.Source, ""); err != nil {
+			return fmt.Errorf("%s: %w", t.Source, err)
+		}
 	}
-	return buf.Bytes(), nil
+	return tw.Close()
+}
+
+// writeTree writes the entries under dir (rel from t.Source), sorted by name.
+func writeTree(tw *tar.Writer, t Tree, dir, rel string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		r := path.Join(rel, e.Name())
+		if t.Keep != nil && !t.Keep(r) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		stat := os.Lstat
+		if t.FollowLinks {
+			stat = os.Stat
+		}
+		info, err := stat(p)
+		if err != nil {
+			return err
+		}
+		name := strings.TrimPrefix(path.Join(t.Dest, r), "/")
+		hdr := &tar.Header{Name: name, Mode: int64(info.Mode().Perm()), ModTime: epoch}
+		if info.Mode()&os.ModeSticky != 0 {
+			hdr.Mode |= 0o1000
+		}
+		switch {
+		case info.IsDir():
+			hdr.Typeflag, hdr.Name = tar.TypeDir, name+"/"
+			if err := tw.WriteHeader(hdr); err != nil {
+				return err
+			}
+			if err := writeTree(tw, t, p, r); err != nil {
+				return err
+			}
+		case info.Mode()&os.ModeSymlink != 0:
+			if hdr.Linkname, err = os.Readlink(p); err != nil {
+				return err
+			}
+			hdr.Typeflag = tar.TypeSymlink
+			if err := tw.WriteHeader(hdr); err != nil {
+				return err
+			}
+		case info.Mode().IsRegular():
+			hdr.Typeflag, hdr.Size = tar.TypeReg, info.Size()
+			if err := tw.WriteHeader(hdr); err != nil {
+				return err
+			}
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(tw, f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // GoBuild describes a static build of one Go main package.

@@ -48,7 +48,35 @@ func TestWriteReadsBackAsTheSameImage(t *testing.T) {
 	if cf.Config.User != img.User || cf.Config.WorkingDir != "/" || !cmp.Equal(cf.Config.Env, img.Env) {
 		t.Errorf("config = %+v", cf.Config)
 	}
-	layers, err := got.Layers()
+	entries := layerEntries(t, file, img.Ref)
+	want := []entry{
+		{Name: "bin/", Mode: 0o755}, {Name: "etc/", Mode: 0o755},
+		{Name: "bin/app", Mode: 0o755, Data: "binary"}, {Name: "etc/app.conf", Mode: 0o644, Data: "x=1"},
+	}
+	if diff := cmp.Diff(want, entries); diff != "" {
+		t.Errorf("layer entries (-want +got):\n%s", diff)
+	}
+}
+
+type entry struct {
+	Name string
+	Mode int64
+	Data string
+	Link string
+}
+
+// layerEntries reads the only layer of the image in file.
+func layerEntries(t *testing.T, file, ref string) []entry {
+	t.Helper()
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := tarball.ImageFromPath(file, &tag)
+	if err != nil {
+		t.Fatalf("read back: %v", err)
+	}
+	layers, err := img.Layers()
 	if err != nil || len(layers) != 1 {
 		t.Fatalf("layers = %d, %v; want 1", len(layers), err)
 	}
@@ -57,11 +85,6 @@ func TestWriteReadsBackAsTheSameImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	type entry struct {
-		Name string
-		Mode int64
-		Data string
-	}
 	var entries []entry
 	tr := tar.NewReader(rc)
 	for {
@@ -73,13 +96,38 @@ func TestWriteReadsBackAsTheSameImage(t *testing.T) {
 			t.Fatal(err)
 		}
 		data, _ := io.ReadAll(tr)
-		entries = append(entries, entry{hdr.Name, hdr.Mode, string(data)})
+		entries = append(entries, entry{hdr.Name, hdr.Mode, string(data), hdr.Linkname})
+	}
+	return entries
+}
+
+// TestWriteTrees streams directories of this machine into the layer: a
+// kept subset with its symlinks, and a tree whose links are followed.
+func TestWriteTrees(t *testing.T) {
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "usr/bin"), 0o755)
+	os.MkdirAll(filepath.Join(src, "usr/share/doc"), 0o755)
+	os.MkdirAll(filepath.Join(src, "tmp"), 0o755)
+	os.Chmod(filepath.Join(src, "tmp"), 0o777|os.ModeSticky)
+	os.WriteFile(filepath.Join(src, "usr/bin/tool"), []byte("elf"), 0o755)
+	os.WriteFile(filepath.Join(src, "usr/share/doc/README"), []byte("docs"), 0o644)
+	os.Symlink("usr/bin", filepath.Join(src, "bin"))
+	file := filepath.Join(t.TempDir(), "img.tar")
+	img := Image{Ref: "kdap.test/trees:1", Trees: []Tree{
+		{Source: src, Dest: "/", Keep: func(rel string) bool { return rel != "usr/share/doc" }},
+		{Source: filepath.Join(src, "bin"), Dest: "/opt/tools", FollowLinks: true},
+	}}
+	if err := Write(file, img); err != nil {
+		t.Fatal(err)
 	}
 	want := []entry{
-		{"bin/", 0o755, ""}, {"etc/", 0o755, ""},
-		{"bin/app", 0o755, "binary"}, {"etc/app.conf", 0o644, "x=1"},
+		{Name: "bin", Mode: 0o777, Link: "usr/bin"},
+		{Name: "tmp/", Mode: 0o1777},
+		{Name: "usr/", Mode: 0o755}, {Name: "usr/bin/", Mode: 0o755}, {Name: "usr/bin/tool", Mode: 0o755, Data: "elf"},
+		{Name: "usr/share/", Mode: 0o755},
+		{Name: "opt/tools/tool", Mode: 0o755, Data: "elf"},
 	}
-	if diff := cmp.Diff(want, entries); diff != "" {
+	if diff := cmp.Diff(want, layerEntries(t, file, img.Ref)); diff != "" {
 		t.Errorf("layer entries (-want +got):\n%s", diff)
 	}
 }

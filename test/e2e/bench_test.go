@@ -43,7 +43,7 @@ func BenchmarkAttachLatency(b *testing.B) {
 			ln.Close()
 			if err == nil {
 				dap.Serve(context.Background(), conn, &attach.Attacher{Config: attach.Config{
-					Kubeconfig: env.cluster.Kubeconfig(), GoImage: fixtures.GoAgentImage, AgentTTL: time.Minute}}, dap.Options{})
+					Kubeconfig: env.cluster.Kubeconfig(), Images: map[string]string{"go": fixtures.GoAgentImage}, AgentTTL: time.Minute}}, dap.Options{})
 			}
 		}()
 		conn, err := net.Dial("tcp", ln.Addr().String())

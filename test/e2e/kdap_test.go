@@ -34,7 +34,7 @@ type kdapProcess struct {
 func startKdap(t *testing.T, extra ...string) *kdapProcess {
 	t.Helper()
 	args := append([]string{"dap", "--listen", "127.0.0.1:0", "--kubeconfig", env.cluster.Kubeconfig(),
-		"--image-go", fixtures.GoAgentImage, "--agent-ttl", "10m"}, extra...)
+		"--image-go", fixtures.GoAgentImage, "--image-python", fixtures.PythonAgentImage, "--agent-ttl", "10m"}, extra...)
 	cmd := exec.Command(env.kdap, args...)
 	cmd.Stderr = &testWriter{t: t, prefix: "kdap stderr: "}
 	out, err := cmd.StdoutPipe()
@@ -128,23 +128,30 @@ func lineOf(t testing.TB, file, text string) int {
 // and returns the client.
 func attachSession(t *testing.T, k *kdapProcess, ns, target, localRoot, file string, line int) *daptest.Client {
 	t.Helper()
+	return attachSessionWith(t, k, map[string]any{"target": target, "namespace": ns, "localRoot": localRoot}, file, line)
+}
+
+// attachSessionWith is attachSession with the attach arguments given whole.
+func attachSessionWith(t *testing.T, k *kdapProcess, args map[string]any, file string, line int) *daptest.Client {
+	t.Helper()
 	c := k.connect(t)
 	c.ExpectResponse(t, c.Send("initialize", godap.InitializeRequestArguments{
 		ClientID: "e2e", AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path", SupportsProgressReporting: true}))
 	start := time.Now()
-	attach := c.Send("attach", map[string]any{"target": target, "namespace": ns, "localRoot": localRoot})
+	attach := c.Send("attach", args)
 	c.ExpectEvent(t, "initialized")
-	c.ExpectResponse(t, attach)
-	t.Logf("attach → attached: %s", time.Since(start).Round(time.Millisecond))
-	bp := c.ExpectResponse(t, c.Send("setBreakpoints", godap.SetBreakpointsArguments{
-		Source: godap.Source{Path: file}, Breakpoints: []godap.SourceBreakpoint{{Line: line}}}))
+	// As an IDE does: configure after "initialized", without waiting for the
+	// attach response (debugpy sends it only after configurationDone).
+	bpSeq := c.Send("setBreakpoints", godap.SetBreakpointsArguments{
+		Source: godap.Source{Path: file}, Breakpoints: []godap.SourceBreakpoint{{Line: line}}})
+	cdSeq := c.Send("configurationDone", nil)
+	got := c.ExpectResponses(t, attach, bpSeq, cdSeq)
+	t.Logf("attach → attached and configured: %s", time.Since(start).Round(time.Millisecond))
 	var body godap.SetBreakpointsResponseBody
-	daptest.Decode(t, bp, &body)
+	daptest.Decode(t, got[bpSeq], &body)
 	if len(body.Breakpoints) != 1 || !body.Breakpoints[0].Verified {
-		t.Fatalf("breakpoint at %s:%d not verified: %s", file, line, bp.Raw)
+		t.Fatalf("breakpoint at %s:%d not verified: %s", file, line, got[bpSeq].Raw)
 	}
-	t.Logf("attach → breakpoint verified: %s", time.Since(start).Round(time.Millisecond))
-	c.ExpectResponse(t, c.Send("configurationDone", nil))
 	return c
 }
 

@@ -1,0 +1,319 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kdap/kdap/runtimes"
+)
+
+// stagePrefix names the directory the agent copies debugpy to inside the
+// target's file system; an adapter running from such a directory is kdap's.
+const stagePrefix = "kdap-debugpy-"
+
+// debugpy injects debugpy into the target interpreter once — a second
+// injection would kill the first adapter — and hands clients the adapter
+// that debugpy.listen() started as a child of the target. The adapter
+// outlives the agent: the next agent finds it and reuses it.
+type debugpy struct {
+	pkg     string // directory holding the debugpy package in this image
+	gdb     string
+	pythons string // Python versions that debugpy supports
+	target  *runtimes.Target
+	log     io.Writer
+	stage   string // the package's directory name inside the target: stagePrefix + content hash
+
+	mu   sync.Mutex // serialises injection; held while gdb runs
+	addr string     // the adapter's address once injected or found
+}
+
+func newDebugpy(cfg Config, t *runtimes.Target) (*debugpy, error) {
+	sum, err := treeHash(cfg.Debugpy)
+	if err != nil {
+		return nil, fmt.Errorf("reading the image's debugpy at %s: %w", cfg.Debugpy, err)
+	}
+	return &debugpy{pkg: cfg.Debugpy, gdb: cfg.Gdb, pythons: cfg.Pythons, target: t, log: cfg.Log, stage: stagePrefix + sum}, nil
+}
+
+func (d *debugpy) state() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.addr == "" {
+		return "not started"
+	}
+	return "running"
+}
+
+// ensure returns the adapter's address: the one found running from an
+// earlier injection, else a new injection's.
+func (d *debugpy) ensure(ctx context.Context, logf func(string, ...any)) (string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	pid := d.target.PID
+	a, apid, found := findAdapter()
+	if d.addr != "" {
+		if found && net.JoinHostPort(a.Host, strconv.Itoa(a.Port)) == d.addr {
+			return d.addr, nil
+		}
+		logf("debugpy's adapter at %s is gone; injecting again", d.addr)
+		d.addr = ""
+	}
+	if found {
+		addr := net.JoinHostPort(a.Host, strconv.Itoa(a.Port))
+		if !strings.HasPrefix(path.Base(path.Dir(a.Package)), stagePrefix) {
+			return "", fmt.Errorf("debugpy is already running in this pod (adapter pid %d at %s, from %s), started by the program or someone else: "+
+				"kdap does not inject a second debugpy, which would end the first one's sessions; connect your IDE to that adapter, or restart the process and attach with kdap",
+				apid, addr, a.Package)
+		}
+		d.addr = addr
+		logf("reusing debugpy's adapter (pid %d at %s) injected by an earlier kdap agent", apid, addr)
+		return addr, nil
+	}
+	if ok, err := runtimes.PythonVersionSupported(d.target.Version, d.pythons); err == nil && !ok {
+		return "", fmt.Errorf("the target runs Python %s, but this image's debugpy supports Python %s: build images/python with a debugpy that supports %s and set \"image\" to it",
+			d.target.Version, d.pythons, d.target.Version)
+	}
+	start := time.Now()
+	dir, err := d.copyToTarget()
+	if err != nil {
+		return "", err
+	}
+	port, err := freeLoopbackPort()
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	script, err := os.CreateTemp("", "kdap-inject-*.gdb")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(script.Name())
+	script.WriteString(runtimes.GDBInjectScript(dir, runtimes.DebugpyInjectCode(dir, port)))
+	script.Close()
+	args := runtimes.GDBInjectCommand(d.gdb, pid, script.Name())
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	out, gdbErr := cmd.CombinedOutput()
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fmt.Fprintln(d.log, "gdb:", line)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	errFile := fmt.Sprintf("/proc/%d/root%s", pid, runtimes.DebugpyErrorFile(dir, port))
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if listening(port) {
+			break
+		}
+		if tb, err := os.ReadFile(errFile); err == nil && len(tb) > 0 {
+			os.Remove(errFile)
+			return "", fmt.Errorf("debugpy failed to start inside the target process:\n%s", lastLines(string(tb), 6))
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return "", injectionError(pid, string(out), gdbErr)
+		}
+	}
+	d.addr = addr
+	logf("debugpy injected into pid %d in %s; adapter at %s", pid, time.Since(start).Round(time.Millisecond), addr)
+	return addr, nil
+}
+
+// injectionError explains a failed injection from gdb's output.
+func injectionError(pid int, out string, gdbErr error) error {
+	tail := lastLines(out, 8)
+	switch {
+	case strings.Contains(out, "ptrace: Operation not permitted"):
+		return fmt.Errorf("gdb may not attach to pid %d (ptrace: Operation not permitted): the debugger container needs the SYS_PTRACE capability, which a PodSecurity level of baseline or restricted forbids; gdb said:\n%s", pid, tail)
+	case strings.Contains(out, "kdap: dlopen attach.so failed"):
+		return fmt.Errorf("the target process could not load debugpy's attach library (its C library must be glibc 2.34 or later, and /tmp must not be mounted noexec); gdb said:\n%s", tail)
+	}
+	if gdbErr != nil {
+		return fmt.Errorf("gdb could not inject debugpy into pid %d (%v); gdb said:\n%s", pid, gdbErr, tail)
+	}
+	return fmt.Errorf("debugpy was injected into pid %d but its adapter did not start listening within 15s; gdb said:\n%s", pid, tail)
+}
+
+// release has nothing to do: when a client goes, by disconnect or a dropped
+// connection, debugpy's adapter sends the debuggee "disconnect", which
+// removes its breakpoints and resumes every thread.
+func (d *debugpy) release(logf func(string, ...any)) error {
+	logf("no client left: debugpy's adapter has released the target")
+	return nil
+}
+
+// detach leaves the adapter in the target: debugpy cannot be unloaded, and
+// a second injection would replace it, so the next agent reuses it.
+func (d *debugpy) detach(logf func(string, ...any)) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.addr != "" {
+		logf("debugpy's adapter stays at %s for the next session; the target runs on", d.addr)
+	}
+	return nil
+}
+
+// copyToTarget makes the debugpy package importable inside the target at
+// the path the injected code names: a copy under the target's /tmp (or
+// /dev/shm, /var/tmp), owned by the target's user so it can write bytecode
+// caches. A copy left by an earlier agent is reused.
+func (d *debugpy) copyToTarget() (string, error) {
+	var tried []string
+	for _, parent := range []string{"/tmp", "/dev/shm", "/var/tmp"} {
+		dir := path.Join(parent, d.stage)
+		host := fmt.Sprintf("/proc/%d/root%s", d.target.PID, dir)
+		if _, err := os.Stat(filepath.Join(host, ".complete")); err == nil {
+			return dir, nil
+		}
+		if err := copyTree(d.pkg, host, d.target.UID, d.target.GID); err != nil {
+			os.RemoveAll(host)
+			tried = append(tried, fmt.Sprintf("%s: %v", parent, err))
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(host, ".complete"), nil, 0o644); err != nil {
+			tried = append(tried, fmt.Sprintf("%s: %v", parent, err))
+			continue
+		}
+		return dir, nil
+	}
+	return "", fmt.Errorf("cannot copy debugpy into the target's file system, where the interpreter must import it from (%s): give the target container a writable /tmp, e.g. an emptyDir volume",
+		strings.Join(tried, "; "))
+}
+
+// copyTree copies the regular files and directories under src to dst,
+// owned by uid:gid, skipping bytecode caches.
+func copyTree(src, dst string, uid, gid int) error {
+	return filepath.WalkDir(src, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		info, err := os.Stat(p) // follows links: the image's tree may use them
+		if err != nil {
+			return err
+		}
+		switch {
+		case info.IsDir() && e.Name() == "__pycache__":
+			return filepath.SkipDir
+		case info.IsDir():
+			if err := os.MkdirAll(target, 0o755); err != nil {
+				return err
+			}
+		default:
+			if err := copyFile(p, target, info.Mode().Perm()); err != nil {
+				return err
+			}
+		}
+		return os.Lchown(target, uid, gid)
+	})
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// treeHash is a short hash of the file names and sizes under dir: a new
+// image's debugpy gets a new directory in the target.
+func treeHash(dir string) (string, error) {
+	h := sha256.New()
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if info.IsDir() && e.Name() == "__pycache__" {
+			return filepath.SkipDir
+		}
+		rel, _ := filepath.Rel(dir, p)
+		fmt.Fprintf(h, "%s %d\n", rel, info.Size())
+		return nil
+	})
+	return hex.EncodeToString(h.Sum(nil))[:12], err
+}
+
+// findAdapter looks for a debugpy adapter among the processes the agent
+// sees (the target's PID namespace).
+func findAdapter() (runtimes.DebugpyAdapter, int, bool) {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue
+		}
+		if a, ok := runtimes.ParseDebugpyAdapter(strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")); ok {
+			if a.Host == "" {
+				a.Host = "127.0.0.1"
+			}
+			return a, pid, true
+		}
+	}
+	return runtimes.DebugpyAdapter{}, 0, false
+}
+
+// listening reports whether a socket listens on 127.0.0.1:port in the
+// pod's network namespace, from /proc/net/tcp (a test connection would
+// start, and end, a session in debugpy's adapter).
+func listening(port int) bool {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return false
+	}
+	want := fmt.Sprintf("0100007F:%04X", port)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 3 && f[1] == want && f[3] == "0A" { // 0A: LISTEN
+			return true
+		}
+	}
+	return false
+}
+
+// lastLines is the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// freeLoopbackPort asks the kernel for a free port on the pod's loopback.
+func freeLoopbackPort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
