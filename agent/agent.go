@@ -339,15 +339,21 @@ func findTarget(self int) (int, error) {
 			pids = append(pids, pid)
 		}
 	}
-	lowest := 0
+	lowest, denied := 0, 0
 	for _, pid := range pids {
 		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if errors.Is(err, os.ErrPermission) && !isAncestorOf(pid, self) && denied == 0 {
+			denied = pid
+		}
 		if err != nil || filepath.Base(exe) == "pause" || isAncestorOf(pid, self) {
 			continue
 		}
 		if lowest == 0 || pid < lowest {
 			lowest = pid
 		}
+	}
+	if lowest == 0 && denied != 0 {
+		return 0, fmt.Errorf("may not inspect process %d (permission denied): the debugger container needs the SYS_PTRACE capability, which a PodSecurity level of baseline or restricted forbids", denied)
 	}
 	if lowest == 0 {
 		return 0, runtimes.ErrNoTarget

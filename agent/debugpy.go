@@ -36,8 +36,9 @@ type debugpy struct {
 	log     io.Writer
 	stage   string // the package's directory name inside the target: stagePrefix + content hash
 
-	mu   sync.Mutex // serialises injection; held while gdb runs
-	addr string     // the adapter's address once injected or found
+	injectMu sync.Mutex // serialises injection; held while gdb runs
+	mu       sync.Mutex // guards addr; never held for long
+	addr     string     // the adapter's address once injected or found
 }
 
 func newDebugpy(cfg Config, t *runtimes.Target) (*debugpy, error) {
@@ -48,10 +49,20 @@ func newDebugpy(cfg Config, t *runtimes.Target) (*debugpy, error) {
 	return &debugpy{pkg: cfg.Debugpy, gdb: cfg.Gdb, pythons: cfg.Pythons, target: t, log: cfg.Log, stage: stagePrefix + sum}, nil
 }
 
-func (d *debugpy) state() string {
+func (d *debugpy) address() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.addr == "" {
+	return d.addr
+}
+
+func (d *debugpy) setAddress(addr string) {
+	d.mu.Lock()
+	d.addr = addr
+	d.mu.Unlock()
+}
+
+func (d *debugpy) state() string {
+	if d.address() == "" {
 		return "not started"
 	}
 	return "running"
@@ -60,16 +71,16 @@ func (d *debugpy) state() string {
 // ensure returns the adapter's address: the one found running from an
 // earlier injection, else a new injection's.
 func (d *debugpy) ensure(ctx context.Context, logf func(string, ...any)) (string, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.injectMu.Lock()
+	defer d.injectMu.Unlock()
 	pid := d.target.PID
 	a, apid, found := findAdapter()
-	if d.addr != "" {
-		if found && net.JoinHostPort(a.Host, strconv.Itoa(a.Port)) == d.addr {
-			return d.addr, nil
+	if known := d.address(); known != "" {
+		if found && net.JoinHostPort(a.Host, strconv.Itoa(a.Port)) == known {
+			return known, nil
 		}
-		logf("debugpy's adapter at %s is gone; injecting again", d.addr)
-		d.addr = ""
+		logf("debugpy's adapter at %s is gone; injecting again", known)
+		d.setAddress("")
 	}
 	if found {
 		addr := net.JoinHostPort(a.Host, strconv.Itoa(a.Port))
@@ -78,7 +89,7 @@ func (d *debugpy) ensure(ctx context.Context, logf func(string, ...any)) (string
 				"kdap does not inject a second debugpy, which would end the first one's sessions; connect your IDE to that adapter, or restart the process and attach with kdap",
 				apid, addr, a.Package)
 		}
-		d.addr = addr
+		d.setAddress(addr)
 		logf("reusing debugpy's adapter (pid %d at %s) injected by an earlier kdap agent", apid, addr)
 		return addr, nil
 	}
@@ -106,7 +117,9 @@ func (d *debugpy) ensure(ctx context.Context, logf func(string, ...any)) (string
 	script.Close()
 	args := runtimes.GDBInjectCommand(d.gdb, pid, script.Name())
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	gdbStart := time.Now()
 	out, gdbErr := cmd.CombinedOutput()
+	gdbTook := time.Since(gdbStart)
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fmt.Fprintln(d.log, "gdb:", line)
 	}
@@ -124,8 +137,9 @@ func (d *debugpy) ensure(ctx context.Context, logf func(string, ...any)) (string
 			return "", injectionError(pid, string(out), gdbErr)
 		}
 	}
-	d.addr = addr
-	logf("debugpy injected into pid %d in %s; adapter at %s", pid, time.Since(start).Round(time.Millisecond), addr)
+	d.setAddress(addr)
+	logf("debugpy injected into pid %d in %s (copy %s, gdb %s); adapter at %s", pid, time.Since(start).Round(time.Millisecond),
+		gdbStart.Sub(start).Round(time.Millisecond), gdbTook.Round(time.Millisecond), addr)
 	return addr, nil
 }
 
@@ -155,10 +169,10 @@ func (d *debugpy) release(logf func(string, ...any)) error {
 // detach leaves the adapter in the target: debugpy cannot be unloaded, and
 // a second injection would replace it, so the next agent reuses it.
 func (d *debugpy) detach(logf func(string, ...any)) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.addr != "" {
-		logf("debugpy's adapter stays at %s for the next session; the target runs on", d.addr)
+	d.injectMu.Lock() // let an injection under way finish
+	defer d.injectMu.Unlock()
+	if addr := d.address(); addr != "" {
+		logf("debugpy's adapter stays at %s for the next session; the target runs on", addr)
 	}
 	return nil
 }

@@ -293,7 +293,7 @@ var DebugpyLibs = []string{"libgcc_s.so.1", "libstdc++.so.6"}
 func GDBInjectScript(dir, code string) string {
 	so := path.Join(dir, DebugpyAttachSO)
 	var b strings.Builder
-	fmt.Fprintf(&b, "set scheduler-locking off\n")
+	fmt.Fprintf(&b, "set scheduler-locking off\nsharedlibrary libc\\.so\n")
 	fmt.Fprintf(&b, "set $kdap_so = (void*)dlopen(\"%s\", 2)\n", so)
 	fmt.Fprintf(&b, "if $kdap_so == 0\n  call (char*)dlerror()\n")
 	for _, lib := range DebugpyLibs {
@@ -312,6 +312,8 @@ func GDBInjectCommand(gdb string, pid int, script string) []string {
 	return []string{gdb, "--nx", "--batch", "--pid", strconv.Itoa(pid),
 		"-iex", fmt.Sprintf("set sysroot /proc/%d/root", pid),
 		"-iex", "set debuginfod enabled off",
+		"-iex", "set auto-solib-add off", // read only libc's symbols (dlopen), not every library's
+
 		"-x", script,
 	}
 }

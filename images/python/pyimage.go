@@ -26,13 +26,22 @@ import (
 // Dockerfile in step).
 const (
 	Suite          = "bookworm"
-	Mirror         = "http://deb.debian.org/debian"
 	DebugpyVersion = "1.6.6+ds-1"
 	// Pythons are the CPython versions that debugpy 1.6.6 supports.
 	Pythons = "3.7-3.11"
 	// DebugpyDir holds the debugpy package in the image, links resolved.
 	DebugpyDir = "/kdap/python"
 )
+
+// Mirror is the Debian mirror debootstrap fetches from ($KDAP_DEBIAN_MIRROR
+// overrides it).
+var Mirror = "http://deb.debian.org/debian"
+
+func init() {
+	if m := os.Getenv("KDAP_DEBIAN_MIRROR"); m != "" {
+		Mirror = m
+	}
+}
 
 // packages are installed on debootstrap's minbase. libboost-regex1.74.0 is
 // named because --include does not resolve the virtual package gdb's

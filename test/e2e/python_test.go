@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,8 +12,11 @@ import (
 	"time"
 
 	godap "github.com/google/go-dap"
+	corev1 "k8s.io/api/core/v1"
 
+	"github.com/kdap/kdap/agentapi"
 	"github.com/kdap/kdap/dap/daptest"
+	"github.com/kdap/kdap/inject"
 	"github.com/kdap/kdap/test/fixtures"
 )
 
@@ -121,4 +125,118 @@ func agentLog(t *testing.T, ns, pod string) string {
 		t.Fatalf("pod %s/%s has no agent", ns, pod)
 	}
 	return podLogs(t, ns, pod, p.Spec.EphemeralContainers[0].Name)
+}
+
+// TestGoAndPythonAtOnce debugs a Go and a Python service at the same time
+// through one kdap process, "runtime" set explicitly.
+func TestGoAndPythonAtOnce(t *testing.T) {
+	ns := newNamespace(t, nil)
+	createPod(t, ns, "gohttp", fixtures.GoHTTPImage)
+	createPod(t, ns, "pyhttp", fixtures.PyHTTPImage)
+	goSvc, pySvc := serviceForward(t, ns, "gohttp"), serviceForward(t, ns, "pyhttp")
+	goRoot, mainGo := localCopy(t)
+	pyRoot, pricing := pyLocalCopy(t)
+	goLine, pyLine := lineOf(t, mainGo, "message := fmt.Sprintf"), lineOf(t, pricing, "total = items * unit")
+	k := startKdap(t)
+
+	g := attachSessionWith(t, k, map[string]any{"target": "pod/gohttp", "namespace": ns, "localRoot": goRoot, "runtime": "go"}, mainGo, goLine)
+	p := attachSessionWith(t, k, map[string]any{"target": "pod/pyhttp", "namespace": ns, "localRoot": pyRoot, "runtime": "python"}, pricing, pyLine)
+	goReply := getAsync(fmt.Sprintf("http://%s/hello?name=both", goSvc))
+	pyReply := getAsync(fmt.Sprintf("http://%s/quote?items=2", pySvc))
+	goThread, goFrame := expectStop(t, g, mainGo, goLine)
+	pyThread, pyFrame := expectStop(t, p, pricing, pyLine)
+	if got := locals(t, g, goFrame)["name"]; got != `"both"` {
+		t.Errorf("Go session sees name=%s", got)
+	}
+	if got := locals(t, p, pyFrame)["items"]; got != "2" {
+		t.Errorf("Python session sees items=%s", got)
+	}
+	p.ExpectResponse(t, p.Send("continue", godap.ContinueArguments{ThreadId: pyThread}))
+	expectReply(t, pyReply, "total: 14", 10*time.Second)
+	select {
+	case r := <-goReply:
+		t.Fatalf("the Go service answered while its session is stopped: %q", r)
+	case <-time.After(500 * time.Millisecond):
+	}
+	g.ExpectResponse(t, g.Send("continue", godap.ContinueArguments{ThreadId: goThread}))
+	expectReply(t, goReply, "hello, both", 10*time.Second)
+}
+
+// TestPythonErrorsNameTheFix: each way a Python attach fails gives an
+// error that says what to do, and leaves the target serving.
+func TestPythonErrorsNameTheFix(t *testing.T) {
+	k := startKdap(t)
+	for _, tc := range []struct {
+		name  string
+		pod   func(t *testing.T, ns string)
+		args  map[string]any
+		level string // PodSecurity level of the namespace
+		want  []string
+	}{
+		{"PodSecurity baseline forbids SYS_PTRACE", func(t *testing.T, ns string) { createPod(t, ns, "target", fixtures.PyHTTPImage) },
+			map[string]any{"runtime": "python"}, "baseline",
+			[]string{`enforces PodSecurity "baseline"`, "SYS_PTRACE", "Python (debugpy)", "pod-security.kubernetes.io/enforce=privileged"}},
+		{"runtime python on a Go program", func(t *testing.T, ns string) { createPod(t, ns, "target", fixtures.GoHTTPImage) },
+			map[string]any{"runtime": "python"}, "",
+			[]string{"is a Go program, not Python", `set "runtime": "go"`}},
+		{"runtime go on a Python program", func(t *testing.T, ns string) { createPod(t, ns, "target", fixtures.PyHTTPImage) },
+			map[string]any{"runtime": "go"}, "",
+			[]string{"is a Python program, not Go", `set "runtime": "python"`}},
+		{"not a Python program at all", func(t *testing.T, ns string) { createPod(t, ns, "target", fixtures.NotGoImage) },
+			map[string]any{"runtime": "python"}, "",
+			[]string{"is not a Python program", "/notgo", `set "runtime"`}},
+		{"debugpy already running", func(t *testing.T, ns string) {
+			createPodWith(t, ns, "target", fixtures.PyHTTPImage, func(p *corev1.Pod) {
+				p.Spec.Containers[0].Command = []string{"/usr/bin/python3", fixtures.PyHTTPSourceRoot + "/others/debugpy/adapter", "--host", "127.0.0.1", "--port", "5678"}
+			})
+		}, map[string]any{"runtime": "python"}, "",
+			[]string{"debugpy is already running in this pod", "127.0.0.1:5678", "connect your IDE to that adapter"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var labels map[string]string
+			if tc.level != "" {
+				labels = map[string]string{"pod-security.kubernetes.io/enforce": tc.level}
+			}
+			ns := newNamespace(t, labels)
+			tc.pod(t, ns)
+			args := map[string]any{"target": "target", "namespace": ns}
+			for k, v := range tc.args {
+				args[k] = v
+			}
+			msg := attachError(t, k, args)
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not contain %q", msg, w)
+				}
+			}
+			p := getPod(t, ns, "target")
+			if p.Status.Phase != corev1.PodRunning || p.Status.ContainerStatuses[0].RestartCount != 0 {
+				t.Errorf("target pod after the failed attach: %+v", p.Status.ContainerStatuses)
+			}
+		})
+	}
+}
+
+// TestPythonAgentWithoutPtrace: an agent that may not ptrace the target
+// (no SYS_PTRACE, another user) exits saying so, and the service serves on.
+func TestPythonAgentWithoutPtrace(t *testing.T) {
+	ns := newNamespace(t, nil)
+	createPod(t, ns, "pyhttp", fixtures.PyHTTPImage)
+	svc := serviceForward(t, ns, "pyhttp")
+	ctx := context.Background()
+	pod := getPod(t, ns, "pyhttp")
+	name := inject.NewName(pod, func() string { return "noptr" })
+	opts := inject.Options{Image: fixtures.PythonAgentImage, Target: "app", Runtime: "python", Port: agentapi.DefaultPort, TTL: time.Minute, Ptrace: false}
+	if err := inject.Add(ctx, env.clientset, pod, inject.Container(name, opts)); err != nil {
+		t.Fatal(err)
+	}
+	err := inject.WaitRunning(ctx, env.clientset, ns, "pyhttp", name, time.Minute)
+	for deadline := time.Now().Add(30 * time.Second); err == nil && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		err = inject.CheckAlive(ctx, env.clientset, ns, "pyhttp", name)
+	}
+	if err == nil || !strings.Contains(err.Error(), "SYS_PTRACE") {
+		t.Fatalf("agent without SYS_PTRACE: %v; want an exit naming SYS_PTRACE", err)
+	}
+	t.Logf("agent without SYS_PTRACE: %v", err)
+	expectReply(t, getAsync(fmt.Sprintf("http://%s/quote?items=1", svc)), "total: 7", 10*time.Second)
 }
