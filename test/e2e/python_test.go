@@ -240,3 +240,49 @@ func TestPythonAgentWithoutPtrace(t *testing.T) {
 	t.Logf("agent without SYS_PTRACE: %v", err)
 	expectReply(t, getAsync(fmt.Sprintf("http://%s/quote?items=1", svc)), "total: 7", 10*time.Second)
 }
+
+// TestPythonAdapterOutlivesTheAgent: after the agent's idle TTL, the next
+// agent finds the adapter debugpy started and reuses it (a second
+// injection would end the first debugpy); breakpoints still work.
+func TestPythonAdapterOutlivesTheAgent(t *testing.T) {
+	ns := newNamespace(t, nil)
+	createPod(t, ns, "pyhttp", fixtures.PyHTTPImage)
+	logsOnFailure(t, ns, "pyhttp")
+	svc := serviceForward(t, ns, "pyhttp")
+	root, pricing := pyLocalCopy(t)
+	line := lineOf(t, pricing, "total = items * unit")
+	k := startKdap(t)
+	c := attachSessionWith(t, k, map[string]any{"target": "pyhttp", "namespace": ns, "localRoot": root, "agentTTL": "2s"}, pricing, line)
+	c.ExpectResponse(t, c.Send("disconnect", godap.DisconnectArguments{}))
+	waitPod(t, ns, "pyhttp", time.Minute, "with its agent Completed", func(p *corev1.Pod) (bool, error) {
+		for _, st := range p.Status.EphemeralContainerStatuses {
+			if term := st.State.Terminated; term != nil {
+				if term.ExitCode != 0 {
+					return false, fmt.Errorf("agent ended with exit code %d: %s", term.ExitCode, term.Message)
+				}
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	expectReply(t, getAsync(fmt.Sprintf("http://%s/quote?items=4", svc)), "total: 28", 10*time.Second)
+
+	c2 := attachSession(t, k, ns, "pyhttp", root, pricing, line)
+	p := getPod(t, ns, "pyhttp")
+	if len(p.Spec.EphemeralContainers) != 2 {
+		t.Fatalf("%d ephemeral containers, want 2 (the finished one stays, a new one runs)", len(p.Spec.EphemeralContainers))
+	}
+	var newest string // the pod spec lists the newest ephemeral container first
+	for _, st := range p.Status.EphemeralContainerStatuses {
+		if st.State.Running != nil {
+			newest = st.Name
+		}
+	}
+	if log := podLogs(t, ns, "pyhttp", newest); !strings.Contains(log, "reusing debugpy's adapter") || strings.Contains(log, "debugpy injected") {
+		t.Errorf("the second agent did not reuse the adapter; its log:\n%s", log)
+	}
+	reply := getAsync(fmt.Sprintf("http://%s/quote?items=6", svc))
+	thread, _ := expectStop(t, c2, pricing, line)
+	c2.ExpectResponse(t, c2.Send("continue", godap.ContinueArguments{ThreadId: thread}))
+	expectReply(t, reply, "total: 42", 10*time.Second)
+}
