@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build demo test unit e2e bench lint cluster-up cluster-down e2e-clean clean
+.PHONY: all build demo test unit vscode-unit vsix e2e bench lint cluster-up cluster-down e2e-clean clean
 
 all: build
 
@@ -26,10 +26,20 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/...
 
-unit:
+unit: vscode-unit
 	$(GO) test -race -count=1 ./...
 
-## e2e: brings the test cluster up if needed and leaves it up for the next run
+## vscode-unit: the VS Code extension's unit tests (configuration resolution, no VS Code)
+vscode-unit:
+	cd vscode-extension && npm ci --no-audit --no-fund && npm run test:unit
+
+## vsix: build the VS Code extension into vscode-extension/kdap.vsix
+vsix:
+	cd vscode-extension && npm ci --no-audit --no-fund && npm run package
+
+## e2e: brings the test cluster up if needed and leaves it up for the next run;
+## the VS Code tests in it build the .vsix and install code-server themselves
+## (vscode-extension/test/setup.sh)
 e2e:
 	$(GO) test -tags e2e -count=1 -v -timeout 60m ./test/e2e/...
 
@@ -46,4 +56,4 @@ cluster-down e2e-clean:
 	$(GO) run ./test/cluster down
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) vscode-extension/node_modules vscode-extension/dist vscode-extension/out vscode-extension/kdap.vsix

@@ -228,6 +228,12 @@ func clientConfig(cfg Config, args Args) (*rest.Config, string, error) {
 	return restCfg, ns, nil
 }
 
+// DefaultNamespace is the namespace of the kubeconfig context kdap uses.
+func DefaultNamespace(cfg Config) (string, error) {
+	_, ns, err := clientConfig(cfg, Args{})
+	return ns, err
+}
+
 func firstNonEmpty(s ...string) string {
 	for _, v := range s {
 		if v != "" {

@@ -106,7 +106,7 @@ func WaitRunning(ctx context.Context, client kubernetes.Interface, namespace, po
 				w := st.State.Waiting
 				last = w.Reason
 				if isImageProblem(w.Reason) {
-					return false, fmt.Errorf("the debugger image %q cannot be used on node %s: %s: %s (use an image the node can pull: set \"image\" in the launch configuration or --image)",
+					return false, fmt.Errorf("the debugger image %q cannot be used on node %s: %s: %s (use an image the node can pull: set \"image\" in the launch configuration, or kdap's --image-go/--image-python)",
 						st.Image, p.Spec.NodeName, w.Reason, w.Message)
 				}
 				if w.Reason == "CreateContainerError" || w.Reason == "CreateContainerConfigError" || w.Reason == "RunContainerError" {

@@ -3,13 +3,17 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"os/exec"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	godap "github.com/google/go-dap"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/kdap/kdap/attach"
 	"github.com/kdap/kdap/test/fixtures"
 )
 
@@ -109,5 +113,28 @@ func TestIdleAgentExitsAndIsReplaced(t *testing.T) {
 	c2.ExpectResponse(t, c2.Send("attach", map[string]any{"target": "web", "namespace": ns}))
 	if n := ephemeralCount(t, ns, "web"); n != 2 {
 		t.Errorf("%d ephemeral containers, want 2 (the finished one stays, a new one runs)", n)
+	}
+}
+
+// TestTargetsListsContainersWithTheirRuntime runs `kdap targets -o json`, as
+// the VS Code extension's picker does.
+func TestTargetsListsContainersWithTheirRuntime(t *testing.T) {
+	ns := newNamespace(t, nil)
+	createPod(t, ns, "gohttp", fixtures.GoHTTPImage)
+	createPod(t, ns, "pyhttp", fixtures.PyHTTPImage)
+	out, err := exec.Command(env.kdap, "targets", "-n", ns, "-o", "json", "--kubeconfig", env.cluster.Kubeconfig()).Output()
+	if err != nil {
+		t.Fatalf("kdap targets: %v\n%s", err, out)
+	}
+	var got []attach.Target
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("kdap targets -o json printed %s: %v", out, err)
+	}
+	want := []attach.Target{
+		{Namespace: ns, Pod: "gohttp", Container: "app", Image: fixtures.GoHTTPImage, Runtime: "go", Default: true},
+		{Namespace: ns, Pod: "pyhttp", Container: "app", Image: fixtures.PyHTTPImage, Runtime: "python", Default: true},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("kdap targets (-want +got):\n%s", diff)
 	}
 }

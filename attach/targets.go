@@ -1,0 +1,62 @@
+package attach
+
+import (
+	"context"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kdap/kdap/runtimes"
+)
+
+// Target is one container kdap can attach to, for pickers (`kdap targets`,
+// the VS Code extension's quick pick).
+type Target struct {
+	Namespace string `json:"namespace"`
+	Pod       string `json:"pod"`
+	Container string `json:"container"`
+	Image     string `json:"image"`
+	Runtime   string `json:"runtime"` // guessed from image and command, as "runtime": "auto" does
+	Default   bool   `json:"default"` // kdap picks this container when "container" is not set
+}
+
+// ListTargets lists the containers of Running pods in namespace (every
+// namespace when it is empty), sorted by namespace, pod and container.
+func ListTargets(ctx context.Context, cfg Config, namespace string) ([]Target, error) {
+	restCfg, _, err := clientConfig(cfg, Args{})
+	if err != nil {
+		return nil, err
+	}
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, err
+	}
+	pods, err := client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, explainGet(ctx, client, err, namespace, "pods", "")
+	}
+	out := []Target{}
+	for _, p := range pods.Items {
+		if p.Status.Phase != corev1.PodRunning {
+			continue
+		}
+		def, _ := pickContainer(&p, "")
+		for _, c := range p.Spec.Containers {
+			rt := runtimes.Guess(c.Image, append(append([]string(nil), c.Command...), c.Args...))
+			out = append(out, Target{Namespace: p.Namespace, Pod: p.Name, Container: c.Name, Image: c.Image, Runtime: rt.Name, Default: c.Name == def})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		if a.Pod != b.Pod {
+			return a.Pod < b.Pod
+		}
+		return a.Container < b.Container
+	})
+	return out, nil
+}

@@ -1,0 +1,245 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kdap/kdap/test/fixtures"
+)
+
+// vscodeTools are what vscode-extension/test/setup.sh prepares.
+var vscodeTools struct {
+	once       sync.Once
+	err        error
+	dir        string // vscode-extension
+	node24     string
+	codeServer string
+}
+
+// vscodeSetup builds the extension (.vsix) and installs code-server, once.
+func vscodeSetup(t *testing.T) {
+	t.Helper()
+	v := &vscodeTools
+	v.once.Do(func() {
+		v.dir = filepath.Join(env.repo, "vscode-extension")
+		cmd := exec.Command("bash", "test/setup.sh")
+		cmd.Dir = v.dir
+		cmd.Stderr = &testWriter{t: t, prefix: "setup: "}
+		out, err := cmd.Output()
+		if err != nil {
+			v.err = fmt.Errorf("vscode-extension/test/setup.sh: %v", err)
+			return
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if k, val, ok := strings.Cut(line, "="); ok {
+				switch k {
+				case "NODE24":
+					v.node24 = val
+				case "CODE_SERVER":
+					v.codeServer = val
+				}
+			}
+		}
+	})
+	if v.err != nil {
+		t.Fatal(v.err)
+	}
+}
+
+// vscodeWorkspace is a workspace folder with a copy of the Go fixture and a
+// launch.json naming the pod.
+func vscodeWorkspace(t *testing.T, ns, pod string) (root, mainGo string) {
+	t.Helper()
+	root, mainGo = localCopy(t)
+	launch := map[string]any{
+		"version": "0.2.0",
+		"configurations": []any{map[string]any{
+			"name": "kdap: " + pod, "type": "kdap", "request": "attach",
+			"target": "pod/" + pod, "namespace": ns, "kubeconfig": env.cluster.Kubeconfig(),
+			"image": fixtures.GoAgentImage, "localRoot": "${workspaceFolder}",
+		}},
+	}
+	b, _ := json.MarshalIndent(launch, "", "  ")
+	os.MkdirAll(filepath.Join(root, ".vscode"), 0o755)
+	if err := os.WriteFile(filepath.Join(root, ".vscode", "launch.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return root, mainGo
+}
+
+// TestVSCodeAdapterWithDebugClient runs the extension's adapter tests:
+// VS Code's DebugClient drives `kdap dap` against the Go fixture.
+func TestVSCodeAdapterWithDebugClient(t *testing.T) {
+	vscodeSetup(t)
+	ns := newNamespace(t, nil)
+	createPod(t, ns, "gohttp", fixtures.GoHTTPImage)
+	svc := serviceForward(t, ns, "gohttp")
+	root, mainGo := localCopy(t)
+	cmd := exec.Command("npm", "run", "--silent", "test:adapter")
+	cmd.Dir = vscodeTools.dir
+	cmd.Env = append(os.Environ(), "KDAP="+env.kdap, "KUBECONFIG="+env.cluster.Kubeconfig(), "NAMESPACE="+ns, "POD=gohttp",
+		"IMAGE="+fixtures.GoAgentImage, "LOCAL_ROOT="+root, "FILE="+mainGo,
+		fmt.Sprintf("LINE=%d", lineOf(t, mainGo, "message := fmt.Sprintf")), "SERVICE="+svc)
+	out, err := cmd.CombinedOutput()
+	t.Logf("npm run test:adapter:\n%s", out)
+	if err != nil {
+		t.Fatalf("adapter tests failed: %v", err)
+	}
+}
+
+// TestVSCodeExtensionInCodeServer installs the built .vsix into code-server
+// (VS Code in a browser), opens the fixture's folder in headless Chromium,
+// sets a breakpoint in the editor, starts the kdap launch configuration and
+// reads from the UI that the editor stopped on the breakpoint's line. The
+// screenshot is kept in test/e2e/artifacts/.
+func TestVSCodeExtensionInCodeServer(t *testing.T) {
+	vscodeSetup(t)
+	ns := newNamespace(t, nil)
+	createPod(t, ns, "gohttp", fixtures.GoHTTPImage)
+	svc := serviceForward(t, ns, "gohttp")
+	root, mainGo := vscodeWorkspace(t, ns, "gohttp")
+	line := lineOf(t, mainGo, "message := fmt.Sprintf")
+
+	data, exts := t.TempDir(), t.TempDir()
+	os.MkdirAll(filepath.Join(data, "User"), 0o755)
+	settings, _ := json.Marshal(map[string]any{
+		"kdap.path": env.kdap, "security.workspace.trust.enabled": false, "workbench.startupEditor": "none",
+		"telemetry.telemetryLevel": "off", "extensions.autoCheckUpdates": false, "extensions.autoUpdate": false,
+		"update.mode": "none", "workbench.tips.enabled": false,
+	})
+	os.WriteFile(filepath.Join(data, "User", "settings.json"), settings, 0o644)
+	config := filepath.Join(data, "config.yaml")
+	port := freeTCPPort(t)
+	os.WriteFile(config, []byte(fmt.Sprintf("bind-addr: 127.0.0.1:%d\nauth: none\n", port)), 0o644)
+	codeServer := func(args ...string) *exec.Cmd {
+		cmd := exec.Command(vscodeTools.codeServer, append([]string{"--config", config, "--user-data-dir", data, "--extensions-dir", exts}, args...)...)
+		cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(vscodeTools.node24)+":"+os.Getenv("PATH"),
+			"XDG_DATA_HOME="+data, "XDG_CONFIG_HOME="+data) // its logs and heartbeat stay out of $HOME
+		return cmd
+	}
+	vsix := filepath.Join(vscodeTools.dir, "kdap.vsix")
+	if out, err := codeServer("--install-extension", vsix).CombinedOutput(); err != nil || !strings.Contains(string(out), "successfully installed") {
+		t.Fatalf("code-server --install-extension %s: %v\n%s", vsix, err, out)
+	}
+	t.Logf("installed %s into code-server", vsix)
+
+	server := codeServer("--disable-telemetry", "--disable-update-check", "--disable-workspace-trust", root)
+	server.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // it starts helpers: stop them all
+	serverLog := &testWriter{t: t, prefix: "code-server: "}
+	server.Stdout, server.Stderr = serverLog, serverLog
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-server.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { server.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			syscall.Kill(-server.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	})
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get(url + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("code-server did not answer within 60s")
+		}
+	}
+
+	artifacts := filepath.Join(env.repo, "test", "e2e", "artifacts")
+	os.MkdirAll(artifacts, 0o755)
+	shot := filepath.Join(artifacts, "vscode-stopped-at-breakpoint.png")
+	ui := exec.Command("node", "test/ui/stop-at-breakpoint.mjs", url, root, "test/fixtures/gohttp/main.go", fmt.Sprint(line), "kdap: gohttp", shot)
+	ui.Dir = vscodeTools.dir
+	ui.Stderr = &testWriter{t: t, prefix: ""}
+	stdout, _ := ui.StdoutPipe()
+	if err := ui.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	go func() { <-ctx.Done(); ui.Process.Kill() }()
+
+	var stoppedAt string
+	var stopped sync.Once
+	stopSeen := make(chan struct{})
+	loopDone := make(chan struct{}) // closed when the request that stopped has its reply
+	replies := make(chan string, 64)
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		text := sc.Text()
+		t.Logf("ui says: %s", text)
+		switch {
+		case text == "STARTED":
+			// Send requests one at a time until one stops at the breakpoint
+			// (the first may come before the session is configured).
+			go func() {
+				defer close(loopDone)
+				for i := 0; ; i++ {
+					select {
+					case <-stopSeen:
+						return
+					case <-ctx.Done():
+						return
+					default:
+					}
+					replies <- <-getAsync(fmt.Sprintf("http://%s/hello?name=ui%d", svc, i))
+					time.Sleep(300 * time.Millisecond)
+				}
+			}()
+		case strings.HasPrefix(text, "STOPPED "):
+			stoppedAt = strings.TrimPrefix(text, "STOPPED ")
+			stopped.Do(func() { close(stopSeen) })
+		}
+	}
+	if err := ui.Wait(); err != nil {
+		t.Fatalf("the UI script failed: %v (a screenshot of the failure is next to %s)", err, shot)
+	}
+	if want := fmt.Sprintf("main.go %d", line); stoppedAt != want {
+		t.Fatalf("the editor shows the stop at %q, want %q", stoppedAt, want)
+	}
+	t.Logf("the editor stopped at main.go:%d; screenshot: %s", line, shot)
+	select {
+	case <-loopDone:
+		close(replies)
+		for r := range replies {
+			if !strings.HasPrefix(r, "hello, ui") {
+				t.Errorf("reply %q", r)
+			}
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("the stopped request was not answered after continue and disconnect")
+	}
+	expectReply(t, getAsync(fmt.Sprintf("http://%s/hello?name=after", svc)), "hello, after", 10*time.Second)
+}
+
+// freeTCPPort is a loopback port nobody listens on now.
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}

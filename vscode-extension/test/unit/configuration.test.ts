@@ -1,0 +1,101 @@
+// Unit tests of the extension's configuration logic: no VS Code needed.
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
+import { test } from 'node:test';
+import {
+  describeTarget, findKdap, namespaces, parseTargets, pods, resolveConfiguration, Target, targetsArgs, withTarget,
+} from '../../src/configuration';
+
+const targets: Target[] = [
+  { namespace: 'shop', pod: 'orders-7d9', container: 'app', image: 'r/orders:1', runtime: 'go', default: true },
+  { namespace: 'shop', pod: 'orders-7d9', container: 'sidecar', image: 'r/proxy:2', runtime: 'go', default: false },
+  { namespace: 'shop', pod: 'billing-5f1', container: 'app', image: 'python:3.11-slim', runtime: 'python', default: true },
+  { namespace: 'default', pod: 'web', container: 'web', image: 'r/web:3', runtime: 'go', default: true },
+];
+
+test('an empty configuration (F5 without launch.json) becomes an attach that picks a pod', () => {
+  const r = resolveConfiguration({}, { workspaceFolder: '/home/me/shop' });
+  assert.equal(r.kind, 'pick');
+  assert.deepEqual(r.kind === 'pick' && r.config, { type: 'kdap', request: 'attach', name: 'kdap: attach', localRoot: '/home/me/shop' });
+});
+
+test('localRoot defaults to the workspace folder, an explicit one wins, other keys pass through', () => {
+  const r = resolveConfiguration({ type: 'kdap', request: 'attach', name: 'x', target: 'deployment/orders', justMyCode: false }, { workspaceFolder: '/ws' });
+  assert.deepEqual(r, { kind: 'ready', config: { type: 'kdap', request: 'attach', name: 'x', target: 'deployment/orders', justMyCode: false, localRoot: '/ws' } });
+  const own = resolveConfiguration({ request: 'attach', target: 'web', localRoot: '/src' }, { workspaceFolder: '/ws' });
+  assert.equal(own.kind === 'ready' && own.config.localRoot, '/src');
+  const noFolder = resolveConfiguration({ request: 'attach', target: 'web' }, {});
+  assert.equal(noFolder.kind === 'ready' && noFolder.config.localRoot, undefined);
+});
+
+test('launch and unknown runtimes are refused with the fix', () => {
+  const launch = resolveConfiguration({ request: 'launch', target: 'web' }, {});
+  assert.equal(launch.kind, 'error');
+  assert.match(launch.kind === 'error' ? launch.message : '', /set "request": "attach"/);
+  const node = resolveConfiguration({ request: 'attach', target: 'web', runtime: 'node' as never }, {});
+  assert.match(node.kind === 'error' ? node.message : '', /use "auto", "go" or "python"/);
+});
+
+test('a blank target asks for the picker', () => {
+  assert.equal(resolveConfiguration({ request: 'attach', target: '  ' }, {}).kind, 'pick');
+});
+
+test('the picked container completes the configuration; an explicit runtime wins', () => {
+  const base = { type: 'kdap', request: 'attach', name: 'n', localRoot: '/ws' };
+  assert.deepEqual(withTarget({ ...base }, targets[2]), { ...base, target: 'pod/billing-5f1', namespace: 'shop', container: 'app', runtime: 'python' });
+  assert.equal(withTarget({ ...base, runtime: 'go' }, targets[2]).runtime, 'go');
+});
+
+test('namespaces: sorted, the configured one first', () => {
+  assert.deepEqual(namespaces(targets), ['default', 'shop']);
+  assert.deepEqual(namespaces(targets, 'shop'), ['shop', 'default']);
+  assert.deepEqual(namespaces(targets, 'absent'), ['default', 'shop']);
+});
+
+test('pods: grouped by pod, default container first', () => {
+  const got = pods(targets, 'shop');
+  assert.deepEqual(got.map((p) => p.pod), ['billing-5f1', 'orders-7d9']);
+  assert.deepEqual(got[1].containers.map((c) => c.container), ['app', 'sidecar']);
+  assert.equal(describeTarget(targets[2]), 'Python · python:3.11-slim · default');
+});
+
+test('kdap targets command line and output', () => {
+  assert.deepEqual(targetsArgs({ kubeconfig: '/k', context: 'dev' }), ['targets', '-A', '-o', 'json', '--kubeconfig', '/k', '--context', 'dev']);
+  assert.deepEqual(parseTargets(JSON.stringify(targets)), targets);
+  assert.throws(() => parseTargets('{}'), /did not print a list/);
+});
+
+test('findKdap: the setting, else PATH, else the install command', () => {
+  const files = new Set(['/opt/kdap/kdap', '/usr/local/bin/kdap']);
+  const exists = (f: string) => files.has(f);
+  assert.deepEqual(findKdap('/opt/kdap/kdap', '/usr/bin', exists), { path: '/opt/kdap/kdap' });
+  assert.match(findKdap('/nope/kdap', '/usr/local/bin', exists).error ?? '', /kdap.path is set to \/nope\/kdap.*go install github.com\/kdap\/kdap\/cmd\/kdap@latest/);
+  assert.deepEqual(findKdap('', '/usr/bin:/usr/local/bin', exists), { path: '/usr/local/bin/kdap' });
+  assert.match(findKdap(undefined, '/usr/bin', exists).error ?? '', /kdap is not on PATH: install it with `go install/);
+});
+
+// The package.json schema must offer every attach argument kdap reads
+// (attach.Args in Go), and the snippets must expand to valid configurations.
+test('package.json: attach schema covers kdap attach arguments; snippets expand to JSON', () => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '../../../package.json'), 'utf8'));
+  const dbg = pkg.contributes.debuggers[0];
+  const props = Object.keys(dbg.configurationAttributes.attach.properties).sort();
+  const argsGo = fs.readFileSync(path.join(__dirname, '../../../../attach/args.go'), 'utf8');
+  const kdapKeys = [...argsGo.matchAll(/json:"([a-zA-Z]+)"/g)].map((m) => m[1]).sort();
+  assert.deepEqual(props, kdapKeys);
+  assert.deepEqual(dbg.configurationAttributes.attach.properties.runtime.enum, ['auto', 'go', 'python']);
+  for (const s of dbg.configurationSnippets) {
+    // As VS Code does: stringify, then unquote "^…" strings; placeholders become their defaults.
+    const text = JSON.stringify(s.body).replace(/"\^((?:[^"\\]|\\.)*)"/g, (_m: string, raw: string) => JSON.parse(`"${raw}"`))
+      .replace(/\$\{\d+:([^}]*)\}/g, '$1').replace(/\$\{\d+\|([^,|]*)[^}]*\}/g, '$1').replace(/\\\$/g, '$');
+    const configs = JSON.parse(`[${text}]`);
+    for (const c of configs) {
+      assert.equal(c.type, 'kdap', s.label);
+      assert.equal(c.request, 'attach', s.label);
+    }
+    if (s.label.includes('two services')) {
+      assert.deepEqual(configs.map((c: { name: string }) => c.name), ['kdap: orders', 'kdap: billing']);
+    }
+  }
+});
