@@ -209,18 +209,21 @@ func run(ctx context.Context, kdapBin string) error {
 		return err
 	}
 	say("disconnected; the service keeps running (the debugger cleared its breakpoints)")
+	absKdap, _ := filepath.Abs(kdapBin)
 	fmt.Printf(`
 Do the same from your IDE (the cluster stays up; `+"`make e2e-clean`"+` removes it):
 
-  %s dap --listen 127.0.0.1:4711 --kubeconfig %s --image-go %s
+VS Code: `+"`make vsix`"+`, install vscode-extension/kdap.vsix, set "kdap.path" to %s, and in
+.vscode/launch.json of this repository:
+  {"name": "kdap: gohttp", "type": "kdap", "request": "attach", "target": "pod/%s", "namespace": "%s",
+   "kubeconfig": "%s", "image": "%s", "localRoot": "${workspaceFolder}"}
 
-VS Code (.vscode/launch.json, with the Go extension):
-  {"name": "kdap: gohttp", "type": "go", "request": "attach", "mode": "remote",
-   "debugServer": 4711, "target": "pod/%s", "namespace": "%s", "localRoot": "${workspaceFolder}"}
+Any DAP client: %s dap --listen 127.0.0.1:4711 --kubeconfig %s --image-go %s
 
 GoLand: %s attach pod/%s -n %s --kubeconfig %s --image-go %s
   then Run > Edit Configurations > Go Remote, host 127.0.0.1, the printed port.
-`, rel(repo, kdapBin), c.Kubeconfig(), fixtures.GoAgentImage, podName, namespace,
+`, absKdap, podName, namespace, c.Kubeconfig(), fixtures.GoAgentImage,
+		rel(repo, kdapBin), c.Kubeconfig(), fixtures.GoAgentImage,
 		rel(repo, kdapBin), podName, namespace, c.Kubeconfig(), fixtures.GoAgentImage)
 	return nil
 }
