@@ -120,6 +120,7 @@ func TestVSCodeExtensionInCodeServer(t *testing.T) {
 		"kdap.path": env.kdap, "security.workspace.trust.enabled": false, "workbench.startupEditor": "none",
 		"telemetry.telemetryLevel": "off", "extensions.autoCheckUpdates": false, "extensions.autoUpdate": false,
 		"update.mode": "none", "workbench.tips.enabled": false,
+		"chat.disableAIFeatures": true, "workbench.secondarySideBar.defaultVisibility": "hidden", // no chat panel taking the focus
 	})
 	os.WriteFile(filepath.Join(data, "User", "settings.json"), settings, 0o644)
 	config := filepath.Join(data, "config.yaml")

@@ -32,21 +32,27 @@ try {
     await page.keyboard.press('Enter');
   };
 
-  // Open the file with Quick Open and put a breakpoint on the line.
-  await page.keyboard.press('Control+P');
-  const quick = page.locator('.quick-input-widget input');
-  await quick.waitFor({ state: 'visible' });
-  await quick.fill(file.split('/').pop());
-  await page.locator('.quick-input-list .monaco-list-row').first().waitFor();
-  await page.keyboard.press('Enter');
-  await page.locator('.monaco-editor .view-lines').first().waitFor();
-  await page.locator('.monaco-editor .view-lines').first().click();
-  step(`opened ${file}`);
-  await command('Go to Line/Column...');
-  await page.keyboard.type(String(line));
-  await page.keyboard.press('Enter');
-  await command('Debug: Toggle Breakpoint');
-  await page.locator('.monaco-editor .codicon-debug-breakpoint').first().waitFor({ timeout: 10_000 });
+  // Open the file at the line with Quick Open ("main.go:22") and toggle a
+  // breakpoint there. Panels that load late can take the focus: retry.
+  const base = file.split('/').pop();
+  for (let attempt = 1; ; attempt++) {
+    await page.keyboard.press('Control+P');
+    const quick = page.locator('.quick-input-widget input');
+    await quick.waitFor({ state: 'visible' });
+    await quick.fill(`${base}:${line}`);
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: base }).first().waitFor();
+    await page.keyboard.press('Enter');
+    await page.locator('.statusbar-item', { hasText: `Ln ${line},` }).first().waitFor({ timeout: 10_000 });
+    step(`opened ${file} at line ${line}`);
+    await command('Debug: Toggle Breakpoint');
+    try {
+      await page.locator('.monaco-editor .codicon-debug-breakpoint').first().waitFor({ timeout: 5_000 });
+      break;
+    } catch (e) {
+      if (attempt === 3) throw e;
+      step(`no breakpoint glyph yet (attempt ${attempt}); again`);
+    }
+  }
   step(`breakpoint set on line ${line}`);
   await page.keyboard.press('Control+Home'); // the cursor leaves the line: the stop must move it back
 
