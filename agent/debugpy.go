@@ -148,7 +148,8 @@ func injectionError(pid int, out string, gdbErr error) error {
 	tail := lastLines(out, 8)
 	switch {
 	case strings.Contains(out, "ptrace: Operation not permitted"):
-		return fmt.Errorf("gdb may not attach to pid %d (ptrace: Operation not permitted): the debugger container needs the SYS_PTRACE capability, which a PodSecurity level of baseline or restricted forbids; gdb said:\n%s", pid, tail)
+		return fmt.Errorf("gdb may not attach to pid %d (ptrace: Operation not permitted): the debugger container needs the SYS_PTRACE capability (which PodSecurity baseline and restricted forbid), "+
+			"or to run as the target's user on a node whose kernel.yama.ptrace_scope is 0; gdb said:\n%s", pid, tail)
 	case strings.Contains(out, "kdap: dlopen attach.so failed"):
 		return fmt.Errorf("the target process could not load debugpy's attach library (its C library must be glibc 2.34 or later, and /tmp must not be mounted noexec); gdb said:\n%s", tail)
 	}

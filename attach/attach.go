@@ -90,6 +90,11 @@ func Prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 		ttl, _ = time.ParseDuration(args.AgentTTL)
 	}
 	opts := inject.Options{Image: image, Target: container, Runtime: rt.Name, TTL: ttl, Ptrace: rt.Ptrace}
+	if uid, gid := inject.TargetUser(pod, container); uid != nil && *uid != 0 {
+		// As the target's own user the debugger may ptrace it and read its
+		// files without SYS_PTRACE, so PodSecurity baseline allows it.
+		opts.RunAsUser, opts.RunAsGroup, opts.Ptrace = uid, gid, false
+	}
 	ep := &Endpoint{Pod: pod.Name, Namespace: ns, Container: container}
 
 	if agent, ok := inject.FindRunning(pod, container, image); ok {

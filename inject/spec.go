@@ -23,13 +23,14 @@ const NamePrefix = "kdap-agent-"
 
 // Options describe the agent to inject.
 type Options struct {
-	Image     string        // debugger image for the runtime
-	Target    string        // name of the container whose process is debugged
-	Runtime   string        // runtime the agent should expect (auto lets it detect)
-	Port      int           // loopback port (see FreePort)
-	TTL       time.Duration // idle time before the agent exits
-	Ptrace    bool          // add SYS_PTRACE (runtimes whose debugger ptraces the target)
-	RunAsUser *int64        // run as this uid (the target's, when known)
+	Image      string        // debugger image for the runtime
+	Target     string        // name of the container whose process is debugged
+	Runtime    string        // runtime the agent should expect (auto lets it detect)
+	Port       int           // loopback port (see FreePort)
+	TTL        time.Duration // idle time before the agent exits
+	Ptrace     bool          // add SYS_PTRACE (runtimes whose debugger ptraces the target)
+	RunAsUser  *int64        // run as this uid (the target's, when known)
+	RunAsGroup *int64        // and this gid
 }
 
 // Agent is an injected agent container.
@@ -44,7 +45,7 @@ type Agent struct {
 // privilege beyond SYS_PTRACE where the runtime needs it.
 func Container(name string, o Options) corev1.EphemeralContainer {
 	no := false
-	sc := &corev1.SecurityContext{AllowPrivilegeEscalation: &no, RunAsUser: o.RunAsUser}
+	sc := &corev1.SecurityContext{AllowPrivilegeEscalation: &no, RunAsUser: o.RunAsUser, RunAsGroup: o.RunAsGroup}
 	if o.Ptrace {
 		sc.Capabilities = &corev1.Capabilities{Add: []corev1.Capability{"SYS_PTRACE"}}
 	}
@@ -132,6 +133,25 @@ func agentPort(ec corev1.EphemeralContainer) int {
 	return 0
 }
 
+// TargetUser is the uid and gid the pod spec runs container as (container
+// settings over the pod's), or nil when the spec leaves them to the image.
+func TargetUser(pod *corev1.Pod, container string) (uid, gid *int64) {
+	if psc := pod.Spec.SecurityContext; psc != nil {
+		uid, gid = psc.RunAsUser, psc.RunAsGroup
+	}
+	for _, c := range pod.Spec.Containers {
+		if c.Name == container && c.SecurityContext != nil {
+			if c.SecurityContext.RunAsUser != nil {
+				uid = c.SecurityContext.RunAsUser
+			}
+			if c.SecurityContext.RunAsGroup != nil {
+				gid = c.SecurityContext.RunAsGroup
+			}
+		}
+	}
+	return uid, gid
+}
+
 // PodSecurityLevel is the PodSecurity level enforced in a namespace
 // (privileged when unlabelled).
 func PodSecurityLevel(ns *corev1.Namespace) string {
@@ -148,8 +168,9 @@ func CheckPodSecurity(ns *corev1.Namespace, o Options) error {
 	if !o.Ptrace || level == "privileged" {
 		return nil
 	}
-	return fmt.Errorf("namespace %q enforces PodSecurity %q, which forbids the SYS_PTRACE capability the %s debugger needs to attach: "+
-		"ask a cluster admin to label the namespace pod-security.kubernetes.io/enforce=privileged while you debug, or debug in a namespace that allows it",
+	return fmt.Errorf("namespace %q enforces PodSecurity %q, which forbids the SYS_PTRACE capability the %s debugger needs to attach as another user: "+
+		"set runAsUser (non-root) in the pod's securityContext, and kdap runs the debugger as that user without SYS_PTRACE; "+
+		"or ask a cluster admin to label the namespace pod-security.kubernetes.io/enforce=privileged while you debug",
 		ns.Name, level, debuggerName(o.Runtime))
 }
 

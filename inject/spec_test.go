@@ -167,3 +167,30 @@ func TestCheckPodSecurity(t *testing.T) {
 		})
 	}
 }
+
+func TestTargetUser(t *testing.T) {
+	u := func(v int64) *int64 { return &v }
+	pod := &corev1.Pod{Spec: corev1.PodSpec{
+		SecurityContext: &corev1.PodSecurityContext{RunAsUser: u(1000), RunAsGroup: u(1000)},
+		Containers: []corev1.Container{
+			{Name: "app"},
+			{Name: "sidecar", SecurityContext: &corev1.SecurityContext{RunAsUser: u(2000)}},
+		},
+	}}
+	for _, tc := range []struct {
+		container string
+		uid, gid  int64
+	}{{"app", 1000, 1000}, {"sidecar", 2000, 1000}} {
+		uid, gid := TargetUser(pod, tc.container)
+		if uid == nil || gid == nil || *uid != tc.uid || *gid != tc.gid {
+			t.Errorf("TargetUser(%s) = %v, %v; want %d, %d", tc.container, uid, gid, tc.uid, tc.gid)
+		}
+	}
+	if uid, gid := TargetUser(&corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}}}, "app"); uid != nil || gid != nil {
+		t.Errorf("a spec without users gave %v, %v", uid, gid)
+	}
+	c := Container("kdap-agent-x", Options{Image: "i", Target: "app", RunAsUser: u(1000), RunAsGroup: u(1000)})
+	if sc := c.SecurityContext; sc.Capabilities != nil || *sc.RunAsUser != 1000 || *sc.RunAsGroup != 1000 {
+		t.Errorf("agent as the target's user: %+v", sc)
+	}
+}

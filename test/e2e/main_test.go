@@ -35,7 +35,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "e2e setup:", err)
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	os.RemoveAll(filepath.Dir(env.kdap))
+	os.Exit(code)
 }
 
 // setUp brings the cluster up (if it is not) and loads the fixture images.
@@ -66,7 +68,11 @@ func setUp() error {
 	}
 	defer os.RemoveAll(outDir)
 	env.repo = repo
-	env.kdap = filepath.Join(os.TempDir(), "kdap-e2e-bin", "kdap")
+	binDir, err := os.MkdirTemp("", "kdap-e2e-bin-") // this run's own: runs may overlap
+	if err != nil {
+		return err
+	}
+	env.kdap = filepath.Join(binDir, "kdap")
 	build := exec.CommandContext(ctx, "go", "build", "-o", env.kdap, "./cmd/kdap")
 	build.Dir = repo
 	if out, err := build.CombinedOutput(); err != nil {

@@ -175,7 +175,7 @@ func TestPythonErrorsNameTheFix(t *testing.T) {
 	}{
 		{"PodSecurity baseline forbids SYS_PTRACE", func(t *testing.T, ns string) { createPod(t, ns, "target", fixtures.PyHTTPImage) },
 			map[string]any{"runtime": "python"}, "baseline",
-			[]string{`enforces PodSecurity "baseline"`, "SYS_PTRACE", "Python (debugpy)", "pod-security.kubernetes.io/enforce=privileged"}},
+			[]string{`enforces PodSecurity "baseline"`, "SYS_PTRACE", "Python (debugpy)", "set runAsUser", "pod-security.kubernetes.io/enforce=privileged"}},
 		{"runtime python on a Go program", func(t *testing.T, ns string) { createPod(t, ns, "target", fixtures.GoHTTPImage) },
 			map[string]any{"runtime": "python"}, "",
 			[]string{"is a Go program, not Python", `set "runtime": "go"`}},
@@ -285,4 +285,40 @@ func TestPythonAdapterOutlivesTheAgent(t *testing.T) {
 	thread, _ := expectStop(t, c2, pricing, line)
 	c2.ExpectResponse(t, c2.Send("continue", godap.ContinueArguments{ThreadId: thread}))
 	expectReply(t, reply, "total: 42", 10*time.Second)
+}
+
+// TestAttachAsTheTargetUserUnderBaseline: when the pod spec says which user
+// the target runs as, the agent runs as that user without SYS_PTRACE, so a
+// namespace enforcing PodSecurity baseline allows it — Go and Python.
+func TestAttachAsTheTargetUserUnderBaseline(t *testing.T) {
+	ns := newNamespace(t, map[string]string{"pod-security.kubernetes.io/enforce": "baseline"})
+	asUser := func(p *corev1.Pod) {
+		uid := int64(65532)
+		p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: &uid, RunAsGroup: &uid}
+	}
+	createPodWith(t, ns, "gohttp", fixtures.GoHTTPImage, asUser)
+	createPodWith(t, ns, "pyhttp", fixtures.PyHTTPImage, asUser)
+	logsOnFailure(t, ns, "pyhttp")
+	goSvc, pySvc := serviceForward(t, ns, "gohttp"), serviceForward(t, ns, "pyhttp")
+	goRoot, mainGo := localCopy(t)
+	pyRoot, pricing := pyLocalCopy(t)
+	goLine, pyLine := lineOf(t, mainGo, "message := fmt.Sprintf"), lineOf(t, pricing, "total = items * unit")
+	k := startKdap(t)
+
+	g := attachSession(t, k, ns, "pod/gohttp", goRoot, mainGo, goLine)
+	p := attachSession(t, k, ns, "pod/pyhttp", pyRoot, pricing, pyLine)
+	for _, pod := range []string{"gohttp", "pyhttp"} {
+		sc := getPod(t, ns, pod).Spec.EphemeralContainers[0].SecurityContext
+		if sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != 65532 || sc.Capabilities != nil {
+			t.Errorf("%s: agent security context %+v, want uid 65532 and no added capability", pod, sc)
+		}
+	}
+	goReply := getAsync(fmt.Sprintf("http://%s/hello?name=baseline", goSvc))
+	pyReply := getAsync(fmt.Sprintf("http://%s/quote?items=3", pySvc))
+	goThread, _ := expectStop(t, g, mainGo, goLine)
+	pyThread, _ := expectStop(t, p, pricing, pyLine)
+	g.ExpectResponse(t, g.Send("continue", godap.ContinueArguments{ThreadId: goThread}))
+	p.ExpectResponse(t, p.Send("continue", godap.ContinueArguments{ThreadId: pyThread}))
+	expectReply(t, goReply, "hello, baseline", 10*time.Second)
+	expectReply(t, pyReply, "total: 21", 10*time.Second)
 }
