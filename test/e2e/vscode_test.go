@@ -67,11 +67,17 @@ func vscodeWorkspace(t *testing.T, ns, pod string) (root, mainGo string) {
 	root, mainGo = localCopy(t)
 	launch := map[string]any{
 		"version": "0.2.0",
-		"configurations": []any{map[string]any{
-			"name": "kdap: " + pod, "type": "kdap", "request": "attach",
-			"target": "pod/" + pod, "namespace": ns, "kubeconfig": env.cluster.Kubeconfig(),
-			"image": fixtures.GoAgentImage, "localRoot": "${workspaceFolder}",
-		}},
+		"configurations": []any{
+			map[string]any{
+				"name": "kdap: " + pod, "type": "kdap", "request": "attach",
+				"target": "pod/" + pod, "namespace": ns, "kubeconfig": env.cluster.Kubeconfig(),
+				"image": fixtures.GoAgentImage, "localRoot": "${workspaceFolder}",
+			},
+			map[string]any{ // no target: the extension asks namespace → pod
+				"name": "kdap: pick a pod", "type": "kdap", "request": "attach",
+				"kubeconfig": env.cluster.Kubeconfig(), "image": fixtures.GoAgentImage,
+			},
+		},
 	}
 	b, _ := json.MarshalIndent(launch, "", "  ")
 	os.MkdirAll(filepath.Join(root, ".vscode"), 0o755)
@@ -120,7 +126,7 @@ func TestVSCodeExtensionInCodeServer(t *testing.T) {
 		"kdap.path": env.kdap, "security.workspace.trust.enabled": false, "workbench.startupEditor": "none",
 		"telemetry.telemetryLevel": "off", "extensions.autoCheckUpdates": false, "extensions.autoUpdate": false,
 		"update.mode": "none", "workbench.tips.enabled": false,
-		"chat.disableAIFeatures": true, "workbench.secondarySideBar.defaultVisibility": "hidden", // no chat panel taking the focus
+		"kdap.trace": true, "chat.disableAIFeatures": true, "workbench.secondarySideBar.defaultVisibility": "hidden", // no chat panel taking the focus
 	})
 	os.WriteFile(filepath.Join(data, "User", "settings.json"), settings, 0o644)
 	config := filepath.Join(data, "config.yaml")
@@ -170,7 +176,44 @@ func TestVSCodeExtensionInCodeServer(t *testing.T) {
 	artifacts := filepath.Join(env.repo, "test", "e2e", "artifacts")
 	os.MkdirAll(artifacts, 0o755)
 	shot := filepath.Join(artifacts, "vscode-stopped-at-breakpoint.png")
-	ui := exec.Command("node", "test/ui/stop-at-breakpoint.mjs", url, root, "test/fixtures/gohttp/main.go", fmt.Sprint(line), "kdap: gohttp", shot)
+	if got, want := runUI(t, url, root, svc, line, shot, "kdap: gohttp"), fmt.Sprintf("main.go %d", line); got != want {
+		t.Fatalf("the editor shows the stop at %q, want %q", got, want)
+	}
+	t.Logf("the editor stopped at main.go:%d; screenshot: %s", line, shot)
+
+	// Again with the configuration that names no target: the picker.
+	shot = filepath.Join(artifacts, "vscode-picked-pod-stopped.png")
+	if got, want := runUI(t, url, root, svc, line, shot, "kdap: pick a pod", ns, "gohttp"), fmt.Sprintf("main.go %d", line); got != want {
+		t.Fatalf("after picking the pod, the editor shows the stop at %q, want %q", got, want)
+	}
+	t.Logf("picked %s → gohttp and stopped at main.go:%d; screenshot: %s", ns, line, shot)
+
+	// kdap.trace: the DAP traffic is in the "kdap" output channel's log.
+	var traced []string
+	filepath.WalkDir(filepath.Join(data, "logs"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.Contains(p, "kdap") {
+			if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), "request attach") {
+				traced = append(traced, p)
+			}
+		}
+		return nil
+	})
+	if len(traced) == 0 {
+		t.Error(`with "kdap.trace": true, no log of the "kdap" output channel holds the attach request`)
+	} else {
+		t.Logf("DAP trace in %s", traced[0])
+	}
+	expectReply(t, getAsync(fmt.Sprintf("http://%s/hello?name=after", svc)), "hello, after", 10*time.Second)
+}
+
+// runUI runs test/ui/stop-at-breakpoint.mjs for one launch configuration,
+// sends requests to the service once the session starts, and returns where
+// the UI showed the stop ("main.go 22"); it checks that the stopped request
+// was answered after the script continued and disconnected.
+func runUI(t *testing.T, url, root, svc string, line int, shot, config string, pick ...string) string {
+	t.Helper()
+	args := append([]string{"test/ui/stop-at-breakpoint.mjs", url, root, "test/fixtures/gohttp/main.go", fmt.Sprint(line), config, shot}, pick...)
+	ui := exec.Command("node", args...)
 	ui.Dir = vscodeTools.dir
 	ui.Stderr = &testWriter{t: t, prefix: ""}
 	stdout, _ := ui.StdoutPipe()
@@ -216,10 +259,6 @@ func TestVSCodeExtensionInCodeServer(t *testing.T) {
 	if err := ui.Wait(); err != nil {
 		t.Fatalf("the UI script failed: %v (a screenshot of the failure is next to %s)", err, shot)
 	}
-	if want := fmt.Sprintf("main.go %d", line); stoppedAt != want {
-		t.Fatalf("the editor shows the stop at %q, want %q", stoppedAt, want)
-	}
-	t.Logf("the editor stopped at main.go:%d; screenshot: %s", line, shot)
 	select {
 	case <-loopDone:
 		close(replies)
@@ -231,7 +270,7 @@ func TestVSCodeExtensionInCodeServer(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Error("the stopped request was not answered after continue and disconnect")
 	}
-	expectReply(t, getAsync(fmt.Sprintf("http://%s/hello?name=after", svc)), "hello, after", 10*time.Second)
+	return stoppedAt
 }
 
 // freeTCPPort is a loopback port nobody listens on now.

@@ -4,10 +4,12 @@
 // debugger stopped. Prints STARTED when the session is starting (the caller
 // then sends the request that hits the breakpoint), STOPPED FILE LINE when
 // the UI shows the stop, CONTINUED after continuing.
-// Usage: node stop-at-breakpoint.mjs URL FOLDER FILE LINE CONFIG SCREENSHOT
+// With NAMESPACE and POD, the configuration names no target and the
+// extension's picker is answered: namespace, then pod.
+// Usage: node stop-at-breakpoint.mjs URL FOLDER FILE LINE CONFIG SCREENSHOT [NAMESPACE POD]
 import { chromium } from 'playwright-core';
 
-const [url, folder, file, line, config, screenshot] = process.argv.slice(2);
+const [url, folder, file, line, config, screenshot, pickNamespace, pickPod] = process.argv.slice(2);
 const step = (what) => console.error(`ui: ${what}`);
 
 const browser = await chromium.launch({
@@ -44,6 +46,9 @@ try {
     await page.keyboard.press('Enter');
     await page.locator('.statusbar-item', { hasText: `Ln ${line},` }).first().waitFor({ timeout: 10_000 });
     step(`opened ${file} at line ${line}`);
+    if (await page.locator('.monaco-editor .codicon-debug-breakpoint').count() > 0) {
+      break; // set in an earlier run: VS Code keeps breakpoints per workspace
+    }
     await command('Debug: Toggle Breakpoint');
     try {
       await page.locator('.monaco-editor .codicon-debug-breakpoint').first().waitFor({ timeout: 5_000 });
@@ -59,6 +64,16 @@ try {
   // Select the launch configuration and start it.
   await command('Debug: Select and Start Debugging');
   await page.locator('.quick-input-list .monaco-list-row', { hasText: config }).first().click();
+  if (pickNamespace) {
+    // The extension's picker: namespace, then pod (one container: no third question).
+    for (const [title, answer] of [['kdap: namespace', pickNamespace], [`kdap: pod in ${pickNamespace}`, pickPod]]) {
+      await page.locator('.quick-input-widget .quick-input-title', { hasText: title }).waitFor({ timeout: 60_000 });
+      await page.locator('.quick-input-widget input').fill(answer);
+      await page.locator('.quick-input-list .monaco-list-row', { hasText: answer }).first().waitFor();
+      await page.keyboard.press('Enter');
+      step(`picked ${answer} in "${title}"`);
+    }
+  }
   console.log('STARTED');
   step(`started "${config}"`);
 
