@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build demo test unit vscode-unit vsix e2e bench lint cluster-up cluster-down e2e-clean clean
+.PHONY: all build demo test deps unit vscode-unit vsix e2e bench lint cluster-up cluster-down e2e-clean clean
 
 all: build
 
@@ -18,7 +18,11 @@ demo: build
 
 ## test: everything CI runs — lint, unit tests, e2e tests on the local
 ## cluster, and the benchmarks (figures printed, nothing asserted on time)
-test: lint unit e2e bench
+test: deps lint unit e2e bench
+
+## deps: the Debian packages the tests need (installed if missing; root)
+deps:
+	bash test/install-deps.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

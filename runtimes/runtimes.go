@@ -66,7 +66,7 @@ func Names() []string {
 // checks the process itself and says which runtime to set if this is wrong.
 func Guess(image string, command []string) *Runtime {
 	repo := image
-	if i := strings.LastIndexAny(repo, "@"); i >= 0 {
+	if i := strings.LastIndexByte(repo, '@'); i >= 0 {
 		repo = repo[:i]
 	}
 	if i := strings.LastIndexByte(repo, ':'); i > strings.LastIndexByte(repo, '/') {

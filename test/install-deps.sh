@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages `make test` needs and the machine lacks
+# (`make test` runs this first; the test cluster installs its own):
+# gcc + libc6-dev for the static C fixture (test/fixtures/notgo), debootstrap
+# for the Python images (images/python), python3 for the runtimes unit
+# tests; for the VS Code extension Node.js and npm, the headers
+# code-server's native modules build against, and Chromium for the
+# real-VS-Code test.
+set -euo pipefail
+missing=""
+for cmd in gcc:gcc debootstrap:debootstrap python3:python3 node:nodejs npm:npm chromium:chromium; do
+  command -v "${cmd%%:*}" >/dev/null || missing="$missing ${cmd##*:}"
+done
+for pkg in libc6-dev libkrb5-dev libxkbfile-dev libsecret-1-dev libx11-dev pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: missing Debian packages:$missing — run as root, or: sudo apt-get install$missing" >&2
+    exit 1
+  fi
+  echo "install-deps: apt-get install$missing" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
+fi
