@@ -23,7 +23,7 @@ type Runtime struct {
 	Title      string   // for messages: "Python"
 	Debugger   string   // the debugger kdap runs: "debugpy"
 	Extensions []string // source files to look for under localRoot
-	Ptrace     bool     // the debugger ptraces the target: the agent needs SYS_PTRACE
+	Ptrace     bool     // the debugger ptraces the target: SYS_PTRACE unless the agent runs as the target's user
 	// Hints are words that, found in a container's image name or command,
 	// make "runtime": "auto" pick this runtime (see Guess).
 	Hints []string
