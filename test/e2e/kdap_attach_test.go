@@ -15,7 +15,9 @@ import (
 
 	"github.com/go-delve/delve/service/api"
 	"github.com/go-delve/delve/service/rpc2"
+	godap "github.com/google/go-dap"
 
+	"github.com/kdap/kdap/dap/daptest"
 	"github.com/kdap/kdap/test/fixtures"
 )
 
@@ -101,4 +103,68 @@ func TestKdapAttachWithDelveJSONRPC(t *testing.T) {
 		t.Errorf("kdap attach after Ctrl-C: %v", err)
 	}
 	expectReply(t, getAsync(fmt.Sprintf("http://%s/hello?name=after", svc)), "hello, after", 10*time.Second)
+}
+
+// TestKdapAttachPythonWithADAPClient is the path of a DAP client that
+// connects itself (nvim-dap, VS Code's debugpy type): `kdap attach
+// --runtime python` prints the adapter's local endpoint and the source root
+// to map; the client attaches to debugpy through it.
+func TestKdapAttachPythonWithADAPClient(t *testing.T) {
+	ns := newNamespace(t, nil)
+	createPod(t, ns, "pyhttp", fixtures.PyHTTPImage)
+	svc := serviceForward(t, ns, "pyhttp")
+	root, pricing := pyLocalCopy(t)
+	line := lineOf(t, pricing, "total = items * unit")
+
+	cmd := exec.Command(env.kdap, "attach", "pod/pyhttp", "-n", ns, "--runtime", "python", "--kubeconfig", env.cluster.Kubeconfig(), "--image-python", fixtures.PythonAgentImage)
+	cmd.Stderr = &testWriter{t: t, prefix: "kdap attach: "}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	printed := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "kdap: debugger listening at: ") {
+				printed <- sc.Text()
+			}
+		}
+	}()
+	var text string
+	select {
+	case text = <-printed:
+	case <-time.After(60 * time.Second):
+		t.Fatal("kdap attach printed no endpoint within 60s")
+	}
+	if want := fmt.Sprintf(`"remoteRoot": %q`, fixtures.PyHTTPSourceRoot); !strings.Contains(text, want) {
+		t.Errorf("kdap attach printed %q, want it to name %s", text, want)
+	}
+	_, rest, _ := strings.Cut(text, "kdap: debugger listening at: ")
+	conn, err := net.Dial("tcp", strings.Fields(rest)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := daptest.NewClient(conn)
+	c.Timeout = time.Minute
+	c.ExpectResponse(t, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "debugpy", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
+	attachSeq := c.Send("attach", map[string]any{"pathMappings": []map[string]string{{"localRoot": root, "remoteRoot": fixtures.PyHTTPSourceRoot}}})
+	c.ExpectEvent(t, "initialized")
+	bpSeq := c.Send("setBreakpoints", godap.SetBreakpointsArguments{Source: godap.Source{Path: pricing}, Breakpoints: []godap.SourceBreakpoint{{Line: line}}})
+	c.ExpectResponses(t, attachSeq, bpSeq, c.Send("configurationDone", nil))
+	reply := getAsync(fmt.Sprintf("http://%s/quote?items=2", svc))
+	thread, _ := expectStop(t, c, pricing, line)
+	c.ExpectResponse(t, c.Send("continue", godap.ContinueArguments{ThreadId: thread}))
+	expectReply(t, reply, "total: 14", 10*time.Second)
+	c.ExpectResponse(t, c.Send("disconnect", godap.DisconnectArguments{}))
+	conn.Close()
+	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("kdap attach after Ctrl-C: %v", err)
+	}
+	expectReply(t, getAsync(fmt.Sprintf("http://%s/quote?items=1", svc)), "total: 7", 10*time.Second)
 }

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -159,7 +160,10 @@ func attachSessionWith(t *testing.T, k *kdapProcess, args map[string]any, file s
 func expectStop(t *testing.T, c *daptest.Client, file string, line int) (threadID, frameID int) {
 	t.Helper()
 	stopped := c.Expect(t, "stopped at the breakpoint", func(m *dap.Message) bool {
-		return m.Type == "event" && m.Event == "stopped" && strings.Contains(string(m.Raw), `"reason":"breakpoint"`)
+		var ev struct {
+			Body godap.StoppedEventBody `json:"body"`
+		}
+		return m.Type == "event" && m.Event == "stopped" && json.Unmarshal(m.Raw, &ev) == nil && ev.Body.Reason == "breakpoint"
 	})
 	var sb godap.StoppedEventBody
 	daptest.Decode(t, stopped, &sb)
