@@ -106,19 +106,8 @@ func (d *debugpy) ensure(ctx context.Context, logf func(string, ...any)) (string
 	if err != nil {
 		return "", err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	script, err := os.CreateTemp("", "kdap-inject-*.gdb")
-	if err != nil {
-		return "", err
-	}
-	defer os.Remove(script.Name())
-	script.WriteString(runtimes.GDBInjectScript(dir, runtimes.DebugpyInjectCode(dir, port)))
-	script.Close()
-	args := runtimes.GDBInjectCommand(d.gdb, pid, script.Name())
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	gdbStart := time.Now()
-	out, gdbErr := cmd.CombinedOutput()
+	out, gdbErr := runGDB(ctx, d.gdb, pid, runtimes.GDBInjectScript(dir, runtimes.DebugpyInjectCode(dir, port)), 60*time.Second)
 	gdbTook := time.Since(gdbStart)
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fmt.Fprintln(d.log, "gdb:", line)
@@ -141,6 +130,29 @@ func (d *debugpy) ensure(ctx context.Context, logf func(string, ...any)) (string
 	logf("debugpy injected into pid %d in %s (copy %s, gdb %s); adapter at %s", pid, time.Since(start).Round(time.Millisecond),
 		gdbStart.Sub(start).Round(time.Millisecond), gdbTook.Round(time.Millisecond), addr)
 	return addr, nil
+}
+
+// runGDB runs script in gdb attached to pid. gdb is never killed while it
+// may be inside a call it made in the target — that would leave the target
+// in the middle of the call, with gdb's return breakpoint ahead of it: the
+// agent's shutdown (ctx) does not stop gdb, and after timeout gdb gets
+// SIGINT, which stops the call and, with unwindonsignal (GDBInjectCommand),
+// restores the target's state before gdb detaches.
+func runGDB(ctx context.Context, gdb string, pid int, script string, timeout time.Duration) ([]byte, error) {
+	f, err := os.CreateTemp("", "kdap-inject-*.gdb")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	f.WriteString(script)
+	f.Close()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	args := runtimes.GDBInjectCommand(gdb, pid, f.Name())
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = time.Minute // only a gdb that ignores SIGINT that long is killed
+	return cmd.CombinedOutput()
 }
 
 // injectionError explains a failed injection from gdb's output.

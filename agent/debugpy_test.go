@@ -3,11 +3,14 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kdap/kdap/runtimes"
 )
@@ -77,5 +80,66 @@ func TestCopyTreeAndTreeHash(t *testing.T) {
 	os.WriteFile(filepath.Join(src, "debugpy", "new.py"), nil, 0o644)
 	if h2, _ := treeHash(src); h2 == h1 {
 		t.Error("a new file did not change the tree's hash")
+	}
+}
+
+// TestGDBNeverLeavesTheTargetInACall runs real gdb on a real process: a call
+// that outlasts the timeout is interrupted and unwound, and the agent's
+// shutdown does not cut gdb off; the process runs on, untraced, both times.
+func TestGDBNeverLeavesTheTargetInACall(t *testing.T) {
+	gdb, err := exec.LookPath("gdb")
+	if err != nil {
+		t.Skip("gdb is not installed (make test installs it)")
+	}
+	target := exec.Command("sleep", "300")
+	if err := target.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { target.Process.Kill(); target.Wait() })
+	pid := target.Process.Pid
+	waitExec(t, pid, "/sleep")
+
+	start := time.Now()
+	out, _ := runGDB(context.Background(), gdb, pid, "call (unsigned int)sleep(600)\n", 2*time.Second)
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("gdb returned %s after its 2s timeout", took)
+	}
+	if !strings.Contains(string(out), "GDB has restored the context to what it was before the call") {
+		t.Errorf("gdb did not unwind the interrupted call; it said:\n%s", out)
+	}
+	checkRunning(t, pid)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the agent is shutting down: gdb still finishes its call
+	out, err = runGDB(ctx, gdb, pid, "call (int)getpid()\n", time.Minute)
+	if err != nil || !strings.Contains(string(out), fmt.Sprintf("= %d", pid)) {
+		t.Errorf("gdb with a cancelled agent context: %v\n%s", err, out)
+	}
+	checkRunning(t, pid)
+}
+
+// waitExec waits until pid runs an executable whose path ends in suffix.
+func waitExec(t *testing.T, pid int, suffix string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); strings.HasSuffix(exe, suffix) {
+			return
+		}
+	}
+	t.Fatalf("pid %d did not exec %s", pid, suffix)
+}
+
+// checkRunning fails unless pid is alive, not stopped and not traced.
+func checkRunning(t *testing.T, pid int) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("target gone: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && ((f[0] == "State:" && f[1] != "S" && f[1] != "R") || (f[0] == "TracerPid:" && f[1] != "0")) {
+			t.Errorf("target after gdb: %s", line)
+		}
 	}
 }

@@ -313,6 +313,7 @@ func GDBInjectCommand(gdb string, pid int, script string) []string {
 		"-iex", fmt.Sprintf("set sysroot /proc/%d/root", pid),
 		"-iex", "set debuginfod enabled off",
 		"-iex", "set auto-solib-add off", // read only libc's symbols (dlopen), not every library's
+		"-iex", "set unwindonsignal on", // a call interrupted (SIGINT on timeout) is unwound, not left half-done
 
 		"-x", script,
 	}
