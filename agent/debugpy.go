@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kdap/kdap/internal/lines"
 	"github.com/kdap/kdap/runtimes"
 )
 
@@ -120,7 +121,7 @@ func (d *debugpy) ensure(ctx context.Context, logf func(string, ...any)) (string
 		}
 		if tb, err := os.ReadFile(errFile); err == nil && len(tb) > 0 {
 			os.Remove(errFile)
-			return "", fmt.Errorf("debugpy failed to start inside the target process:\n%s", lastLines(string(tb), 6))
+			return "", fmt.Errorf("debugpy failed to start inside the target process:\n%s", lines.Last(string(tb), 6))
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return "", injectionError(pid, string(out), gdbErr)
@@ -157,7 +158,7 @@ func runGDB(ctx context.Context, gdb string, pid int, script string, timeout tim
 
 // injectionError explains a failed injection from gdb's output.
 func injectionError(pid int, out string, gdbErr error) error {
-	tail := lastLines(out, 8)
+	tail := lines.Last(out, 8)
 	switch {
 	case strings.Contains(out, "ptrace: Operation not permitted"):
 		return fmt.Errorf("gdb may not attach to pid %d (ptrace: Operation not permitted): the debugger container needs the SYS_PTRACE capability (which PodSecurity baseline and restricted forbid), "+
@@ -324,15 +325,6 @@ func listening(port int) bool {
 		}
 	}
 	return false
-}
-
-// lastLines is the last n lines of s.
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // freeLoopbackPort asks the kernel for a free port on the pod's loopback.

@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/kdap/kdap/images/ocitar"
+	"github.com/kdap/kdap/internal/lines"
 	"github.com/kdap/kdap/runtimes"
 )
 
@@ -78,7 +79,7 @@ func Rootfs(ctx context.Context, log io.Writer) (string, error) {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		os.RemoveAll(tmp)
-		return "", fmt.Errorf("debootstrap %s: %w\n%s", Suite, err, lastLines(string(out), 15))
+		return "", fmt.Errorf("debootstrap %s: %w\n%s", Suite, err, lines.Last(string(out), 15))
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return "", err
@@ -253,13 +254,4 @@ func PackageFiles(rootfs string, roots, exclude []string) (map[string]bool, erro
 		}
 	}
 	return files, nil
-}
-
-// lastLines is the last n lines of s.
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

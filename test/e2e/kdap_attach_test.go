@@ -28,31 +28,7 @@ func TestKdapAttachWithDelveJSONRPC(t *testing.T) {
 	createPod(t, ns, "gohttp", fixtures.GoHTTPImage)
 	svc := serviceForward(t, ns, "gohttp")
 
-	cmd := exec.Command(env.kdap, "attach", "pod/gohttp", "-n", ns, "--kubeconfig", env.cluster.Kubeconfig(), "--image-go", fixtures.GoAgentImage)
-	cmd.Stderr = &testWriter{t: t, prefix: "kdap attach: "}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	endpoint := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if _, rest, ok := strings.Cut(sc.Text(), "kdap: debugger listening at: "); ok {
-				endpoint <- strings.Fields(rest)[0]
-			}
-		}
-	}()
-	var addr string
-	select {
-	case addr = <-endpoint:
-	case <-time.After(60 * time.Second):
-		t.Fatal("kdap attach printed no endpoint within 60s")
-	}
+	cmd, addr, _ := startKdapAttach(t, "pod/gohttp", "-n", ns, "--image-go", fixtures.GoAgentImage)
 
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -111,41 +87,13 @@ func TestKdapAttachWithDelveJSONRPC(t *testing.T) {
 // to map; the client attaches to debugpy through it.
 func TestKdapAttachPythonWithADAPClient(t *testing.T) {
 	ns := newNamespace(t, nil)
-	createPod(t, ns, "pyhttp", fixtures.PyHTTPImage)
-	svc := serviceForward(t, ns, "pyhttp")
-	root, pricing := pyLocalCopy(t)
-	line := lineOf(t, pricing, "total = items * unit")
+	svc, root, pricing, line := pyService(t, ns, "pyhttp")
 
-	cmd := exec.Command(env.kdap, "attach", "pod/pyhttp", "-n", ns, "--runtime", "python", "--kubeconfig", env.cluster.Kubeconfig(), "--image-python", fixtures.PythonAgentImage)
-	cmd.Stderr = &testWriter{t: t, prefix: "kdap attach: "}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	printed := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "kdap: debugger listening at: ") {
-				printed <- sc.Text()
-			}
-		}
-	}()
-	var text string
-	select {
-	case text = <-printed:
-	case <-time.After(60 * time.Second):
-		t.Fatal("kdap attach printed no endpoint within 60s")
-	}
+	cmd, addr, text := startKdapAttach(t, "pod/pyhttp", "-n", ns, "--runtime", "python", "--image-python", fixtures.PythonAgentImage)
 	if want := fmt.Sprintf(`"remoteRoot": %q`, fixtures.PyHTTPSourceRoot); !strings.Contains(text, want) {
 		t.Errorf("kdap attach printed %q, want it to name %s", text, want)
 	}
-	_, rest, _ := strings.Cut(text, "kdap: debugger listening at: ")
-	conn, err := net.Dial("tcp", strings.Fields(rest)[0])
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,4 +115,36 @@ func TestKdapAttachPythonWithADAPClient(t *testing.T) {
 		t.Errorf("kdap attach after Ctrl-C: %v", err)
 	}
 	expectReply(t, getAsync(fmt.Sprintf("http://%s/quote?items=1", svc)), "total: 7", 10*time.Second)
+}
+
+// startKdapAttach runs `kdap attach ARGS` against the test cluster until the
+// test ends and returns it with the endpoint and the whole line it printed.
+func startKdapAttach(t *testing.T, args ...string) (cmd *exec.Cmd, addr, line string) {
+	t.Helper()
+	cmd = exec.Command(env.kdap, append(append([]string{"attach"}, args...), "--kubeconfig", env.cluster.Kubeconfig())...)
+	cmd.Stderr = &testWriter{t: t, prefix: "kdap attach: "}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	printed := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "kdap: debugger listening at: ") {
+				printed <- sc.Text()
+			}
+		}
+	}()
+	select {
+	case line = <-printed:
+	case <-time.After(60 * time.Second):
+		t.Fatal("kdap attach printed no endpoint within 60s")
+	}
+	_, rest, _ := strings.Cut(line, "kdap: debugger listening at: ")
+	return cmd, strings.Fields(rest)[0], line
 }

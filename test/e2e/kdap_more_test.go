@@ -96,17 +96,7 @@ func TestIdleAgentExitsAndIsReplaced(t *testing.T) {
 	c.ExpectResponse(t, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
 	c.ExpectResponse(t, c.Send("attach", map[string]any{"target": "web", "namespace": ns, "agentTTL": "2s"}))
 	c.ExpectResponse(t, c.Send("disconnect", godap.DisconnectArguments{}))
-	waitPod(t, ns, "web", time.Minute, "with its agent Completed", func(p *corev1.Pod) (bool, error) {
-		for _, st := range p.Status.EphemeralContainerStatuses {
-			if term := st.State.Terminated; term != nil {
-				if term.ExitCode != 0 {
-					return false, fmt.Errorf("agent ended with exit code %d: %s", term.ExitCode, term.Message)
-				}
-				return true, nil
-			}
-		}
-		return false, nil
-	})
+	waitAgentCompleted(t, ns, "web")
 	expectReply(t, getAsync(fmt.Sprintf("http://%s/hello?name=idle", svc)), "hello, idle", 10*time.Second)
 	c2 := k.connect(t)
 	c2.ExpectResponse(t, c2.Send("initialize", godap.InitializeRequestArguments{AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
@@ -137,4 +127,21 @@ func TestTargetsListsContainersWithTheirRuntime(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("kdap targets (-want +got):\n%s", diff)
 	}
+}
+
+// waitAgentCompleted waits until the pod's agent has exited cleanly (its
+// idle TTL), failing on any other exit.
+func waitAgentCompleted(t *testing.T, ns, pod string) {
+	t.Helper()
+	waitPod(t, ns, pod, time.Minute, "with its agent Completed", func(p *corev1.Pod) (bool, error) {
+		for _, st := range p.Status.EphemeralContainerStatuses {
+			if term := st.State.Terminated; term != nil {
+				if term.ExitCode != 0 {
+					return false, fmt.Errorf("agent ended with exit code %d: %s", term.ExitCode, term.Message)
+				}
+				return true, nil
+			}
+		}
+		return false, nil
+	})
 }

@@ -20,6 +20,17 @@ import (
 	"github.com/kdap/kdap/test/fixtures"
 )
 
+// pyService runs the Python service in pod name and returns its forwarded
+// address, a local copy of its sources and the breakpoint line in the helper.
+func pyService(t *testing.T, ns, name string) (svc, root, pricing string, line int) {
+	t.Helper()
+	createPod(t, ns, name, fixtures.PyHTTPImage)
+	logsOnFailure(t, ns, name)
+	svc = serviceForward(t, ns, name)
+	root, pricing = pyLocalCopy(t)
+	return svc, root, pricing, lineOf(t, pricing, "total = items * unit")
+}
+
 // pyLocalCopy puts the Python service's sources under a fresh directory, as
 // an IDE workspace whose path differs from the one in the image.
 func pyLocalCopy(t testing.TB) (root, pricing string) {
@@ -50,11 +61,7 @@ func evaluate(t *testing.T, c *daptest.Client, frameID int, expr string) string 
 
 func TestPythonDebugThroughKdapDap(t *testing.T) {
 	ns := newNamespace(t, nil)
-	createPod(t, ns, "pyhttp", fixtures.PyHTTPImage)
-	logsOnFailure(t, ns, "pyhttp")
-	svc := serviceForward(t, ns, "pyhttp")
-	root, pricing := pyLocalCopy(t)
-	line := lineOf(t, pricing, "total = items * unit")
+	svc, root, pricing, line := pyService(t, ns, "pyhttp")
 	k := startKdap(t)
 
 	// "runtime" left out: kdap guesses Python from the image name.
@@ -246,25 +253,11 @@ func TestPythonAgentWithoutPtrace(t *testing.T) {
 // injection would end the first debugpy); breakpoints still work.
 func TestPythonAdapterOutlivesTheAgent(t *testing.T) {
 	ns := newNamespace(t, nil)
-	createPod(t, ns, "pyhttp", fixtures.PyHTTPImage)
-	logsOnFailure(t, ns, "pyhttp")
-	svc := serviceForward(t, ns, "pyhttp")
-	root, pricing := pyLocalCopy(t)
-	line := lineOf(t, pricing, "total = items * unit")
+	svc, root, pricing, line := pyService(t, ns, "pyhttp")
 	k := startKdap(t)
 	c := attachSessionWith(t, k, map[string]any{"target": "pyhttp", "namespace": ns, "localRoot": root, "agentTTL": "2s"}, pricing, line)
 	c.ExpectResponse(t, c.Send("disconnect", godap.DisconnectArguments{}))
-	waitPod(t, ns, "pyhttp", time.Minute, "with its agent Completed", func(p *corev1.Pod) (bool, error) {
-		for _, st := range p.Status.EphemeralContainerStatuses {
-			if term := st.State.Terminated; term != nil {
-				if term.ExitCode != 0 {
-					return false, fmt.Errorf("agent ended with exit code %d: %s", term.ExitCode, term.Message)
-				}
-				return true, nil
-			}
-		}
-		return false, nil
-	})
+	waitAgentCompleted(t, ns, "pyhttp")
 	expectReply(t, getAsync(fmt.Sprintf("http://%s/quote?items=4", svc)), "total: 28", 10*time.Second)
 
 	c2 := attachSession(t, k, ns, "pyhttp", root, pricing, line)

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/kdap/kdap/internal/lines"
 )
 
 // kubernetesVersion reads the pinned version from the wrapper module's go.mod.
@@ -66,7 +68,7 @@ func (c *Cluster) buildKubernetes(ctx context.Context) (apiserver, kubelet strin
 	cmd.Dir = c.cfg.ModuleDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-mod=readonly")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", "", fmt.Errorf("building Kubernetes %s failed: %w\n%s", version, err, lastLines(string(out), 20))
+		return "", "", fmt.Errorf("building Kubernetes %s failed: %w\n%s", version, err, lines.Last(string(out), 20))
 	}
 	os.RemoveAll(dir)
 	if err := os.Rename(tmp, dir); err != nil {
@@ -79,12 +81,4 @@ func (c *Cluster) buildKubernetes(ctx context.Context) (apiserver, kubelet strin
 func fileExists(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.Mode().IsRegular()
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

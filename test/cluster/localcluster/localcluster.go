@@ -28,6 +28,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/kdap/kdap/images/ocitar"
+	"github.com/kdap/kdap/internal/lines"
 )
 
 // Config says where the cluster lives. Zero fields get defaults from Defaults.
@@ -316,7 +317,7 @@ func (c *Cluster) Load(ctx context.Context, tarballs ...string) error {
 		cmd := exec.CommandContext(ctx, "ctr", "--address", c.layout.containerdSock(), "--namespace", "k8s.io",
 			"images", "import", "--platform", "linux/"+runtime.GOARCH, t)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("import %s into the node: %w\n%s", t, err, lastLines(string(out), 10))
+			return fmt.Errorf("import %s into the node: %w\n%s", t, err, lines.Last(string(out), 10))
 		}
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+
+	"github.com/kdap/kdap/internal/lines"
 )
 
 // debianPackages maps each Debian package the node needs to a file it
@@ -41,13 +43,13 @@ func (c *Cluster) installPackages(ctx context.Context) error {
 	update.Env = env
 	if out, err := update.CombinedOutput(); err != nil {
 		return fmt.Errorf("apt-get update failed (%w): fix the apt sources, then install by hand: apt-get install %s\n%s",
-			err, strings.Join(missing, " "), lastLines(string(out), 10))
+			err, strings.Join(missing, " "), lines.Last(string(out), 10))
 	}
 	install := exec.CommandContext(ctx, "apt-get", append([]string{"install", "-y", "-qq", "--no-install-recommends"}, missing...)...)
 	install.Env = env
 	if out, err := install.CombinedOutput(); err != nil {
 		return fmt.Errorf("could not install Debian packages %s (%w); try by hand: apt-get install %s\n%s",
-			strings.Join(missing, ", "), err, strings.Join(missing, " "), lastLines(string(out), 10))
+			strings.Join(missing, ", "), err, strings.Join(missing, " "), lines.Last(string(out), 10))
 	}
 	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kdap/kdap/internal/lines"
 )
 
 // start runs comp detached from the caller (its own session, output in its
@@ -159,7 +161,7 @@ func tail(file string, n int) string {
 	if err != nil {
 		return "    (no log: " + err.Error() + ")"
 	}
-	return "    " + strings.ReplaceAll(lastLines(string(b), n), "\n", "\n    ")
+	return "    " + strings.ReplaceAll(lines.Last(string(b), n), "\n", "\n    ")
 }
 
 // errNotRoot is returned by every command that changes the machine.
