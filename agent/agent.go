@@ -298,7 +298,7 @@ func refuseDAP(conn net.Conn, cause error) {
 	if err != nil || req.Type != "request" {
 		return
 	}
-	msg := "the debugger could not attach: " + cause.Error()
+	msg := cause.Error()
 	resp, _ := json.Marshal(map[string]any{
 		"seq": 1, "type": "response", "request_seq": req.Seq, "command": req.Command, "success": false, "message": msg,
 		"body": map[string]any{"error": map[string]any{"id": 1, "format": msg, "showUser": true}},

@@ -103,7 +103,7 @@ func (d *delve) ensure(ctx context.Context, logf func(string, ...any)) (string, 
 		logf("dlv attached to pid %d in %s, serving at %s; target resumed", d.pid, time.Since(start).Round(time.Millisecond), addr)
 		return addr, nil
 	case <-exited:
-		return "", fmt.Errorf("dlv exited while attaching to pid %d: %s (the debugger container needs SYS_PTRACE)", d.pid, output.String())
+		return "", fmt.Errorf("dlv exited while attaching to pid %d: %s (the debugger container needs SYS_PTRACE, or to run as the target's user on a node whose kernel.yama.ptrace_scope is 0)", d.pid, output.String())
 	case <-time.After(60 * time.Second):
 		cmd.Process.Signal(syscall.SIGTERM)
 		return "", errors.New("dlv did not start serving within 60s")

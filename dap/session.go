@@ -290,7 +290,7 @@ func (s *session) attachFinished(res attachResult) {
 // attach request, whose response goes to the client's attach.
 func (s *session) debuggerInitialized(resp *Message) {
 	if !resp.Success {
-		s.failAttach("the debugger refused initialize: " + resp.ErrorText())
+		s.failAttach("the debugger could not start: " + resp.ErrorText())
 		return
 	}
 	var caps godap.Capabilities
