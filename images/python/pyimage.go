@@ -34,14 +34,13 @@ const (
 	DebugpyDir = "/kdap/python"
 )
 
-// Mirror is the Debian mirror debootstrap fetches from ($KDAP_DEBIAN_MIRROR
-// overrides it).
-var Mirror = "http://deb.debian.org/debian"
-
-func init() {
+// mirror is the Debian mirror debootstrap fetches from: $KDAP_DEBIAN_MIRROR,
+// else Debian's own.
+func mirror() string {
 	if m := os.Getenv("KDAP_DEBIAN_MIRROR"); m != "" {
-		Mirror = m
+		return m
 	}
+	return "http://deb.debian.org/debian"
 }
 
 // packages are installed on debootstrap's minbase. libboost-regex1.74.0 is
@@ -58,7 +57,7 @@ func Rootfs(ctx context.Context, log io.Writer) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	key := sha256.Sum256([]byte(Suite + " " + Mirror + " " + strings.Join(packages, ",")))
+	key := sha256.Sum256([]byte(Suite + " " + strings.Join(packages, ",")))
 	dir := filepath.Join(cache, "kdap", "python-rootfs", Suite+"-"+hex.EncodeToString(key[:])[:12])
 	if _, err := os.Stat(filepath.Join(dir, "usr", "bin", "gdb")); err == nil {
 		return dir, checkDebugpy(dir)
@@ -75,7 +74,7 @@ func Rootfs(ctx context.Context, log io.Writer) (string, error) {
 		return "", err
 	}
 	fmt.Fprintf(log, "pyimage: debootstrap %s with %s into %s (≈ 1 min, once)\n", Suite, strings.Join(packages, ","), dir)
-	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+strings.Join(packages, ","), Suite, tmp, Mirror)
+	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+strings.Join(packages, ","), Suite, tmp, mirror())
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		os.RemoveAll(tmp)
