@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build demo test deps unit vscode-unit vsix e2e bench lint cluster-up cluster-down e2e-clean clean
+.PHONY: all build demo test deps unit vscode-unit vsix e2e bench lint generate cluster-up cluster-down e2e-clean clean
 
 all: build
 
@@ -23,6 +23,11 @@ test: deps lint unit e2e bench
 ## deps: the Debian packages the tests need (installed if missing; root)
 deps:
 	bash test/install-deps.sh
+
+## generate: rewrite what vscode-extension/package.json says about runtimes
+## from the runtime registry (a unit test fails when it is stale)
+generate:
+	$(GO) test ./internal/vscodegen/ -run PackageJSON -update
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -33,15 +33,26 @@ import (
 // Config is the agent's configuration (from its environment).
 type Config struct {
 	Listen  string        // loopback address to serve on
-	Runtime string        // auto (detect), go or python
+	Runtime string        // a runtime's name, or auto (detect)
 	TTL     time.Duration // idle time before the agent detaches and exits
-	Dlv     string        // path of the dlv binary (Go images)
-	Gdb     string        // path of gdb (Python images)
-	Debugpy string        // directory holding the debugpy package (Python images)
-	Pythons string        // Python versions that debugpy supports, e.g. 3.7-3.11
 	PID     int           // target pid; 0 finds it (PID 1, or the first non-pause process)
 	Log     io.Writer     // the agent's log (its container log)
 	Ready   func(addr string)
+	// Getenv reads the debugger image's settings for the runtime's driver
+	// (where its debugger is); nil reads the process environment.
+	Getenv func(key string) string
+}
+
+// setting is the image's setting key, or def when it is unset.
+func (c Config) setting(key, def string) string {
+	get := c.Getenv
+	if get == nil {
+		get = os.Getenv
+	}
+	if v := get(key); v != "" {
+		return v
+	}
+	return def
 }
 
 // Run serves until ctx is done or the agent has been idle for cfg.TTL, then
@@ -117,27 +128,35 @@ func inspect(pid int, runtime string) (*runtimes.Runtime, *runtimes.Target, erro
 	return rt, t, err
 }
 
+// driver makes a runtime's debugger for a target, or says which file of
+// the debugger image is missing.
+type driver func(cfg Config, t *runtimes.Target) (debugger, error)
+
+// drivers holds each runtime's driver by runtime name; every driver's own
+// file registers it (delve.go, debugpy.go, …).
+var drivers = map[string]driver{}
+
+func register(rt *runtimes.Runtime, d driver) { drivers[rt.Name] = d }
+
 // newDebugger returns the runtime's debugger, if this image carries it.
 func newDebugger(cfg Config, rt *runtimes.Runtime, t *runtimes.Target) (debugger, error) {
-	missing := func(what string) error {
-		return fmt.Errorf("the target is a %s program, but this debugger image has no %s (%s): set \"runtime\": %q, or \"image\" to kdap's %s debugger image",
-			rt.Title, rt.Debugger, what, rt.Name, rt.Title)
+	d := drivers[rt.Name]
+	if d == nil {
+		return nil, fmt.Errorf("this kdap agent cannot debug %s programs: use the debugger image of the same kdap version", rt.Title)
 	}
-	switch rt {
-	case runtimes.Go:
-		if _, err := os.Stat(cfg.Dlv); err != nil {
-			return nil, missing(cfg.Dlv)
+	return d(cfg, t)
+}
+
+// requireFiles fails, naming the runtime to set or the image to use, when
+// the debugger image lacks one of paths.
+func requireFiles(rt *runtimes.Runtime, paths ...string) error {
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("the target is a %s program, but this debugger image has no %s (%s): set \"runtime\": %q, or \"image\" to kdap's %s debugger image",
+				rt.Title, rt.Debugger, p, rt.Name, rt.Title)
 		}
-		return &delve{bin: cfg.Dlv, pid: t.PID, log: cfg.Log}, nil
-	case runtimes.Python:
-		for _, p := range []string{cfg.Gdb, filepath.Join(cfg.Debugpy, "debugpy")} {
-			if _, err := os.Stat(p); err != nil {
-				return nil, missing(p)
-			}
-		}
-		return newDebugpy(cfg, t)
 	}
-	return nil, fmt.Errorf("the agent cannot debug %s programs yet", rt.Title)
+	return nil
 }
 
 type agent struct {

@@ -33,7 +33,7 @@ func TestAgentReleasesTheTargetWhenTheClientDrops(t *testing.T) {
 	httpAddr, pid, dlv := startTarget(t)
 	var log syncLog
 	ctx, cancel := context.WithCancel(context.Background())
-	agentAddr, done := startAgent(t, ctx, Config{TTL: time.Hour, Dlv: dlv, PID: pid, Log: &log})
+	agentAddr, done := startAgent(t, ctx, Config{TTL: time.Hour, Getenv: settings(DlvEnv, dlv), PID: pid, Log: &log})
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -222,7 +222,7 @@ func TestAgentExitsAfterIdleTTL(t *testing.T) {
 	}
 	httpAddr, pid, dlv := startTarget(t)
 	var log syncLog
-	agentAddr, done := startAgent(t, context.Background(), Config{TTL: 2 * time.Second, Dlv: dlv, PID: pid, Log: &log})
+	agentAddr, done := startAgent(t, context.Background(), Config{TTL: 2 * time.Second, Getenv: settings(DlvEnv, dlv), PID: pid, Log: &log})
 	conn, err := net.Dial("tcp", agentAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -272,7 +272,7 @@ func TestAgentExplainsADebuggerThatCannotAttach(t *testing.T) {
 	var log syncLog
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	addr, _ := startAgent(t, ctx, Config{TTL: time.Hour, Dlv: fakeDlv, PID: pid, Log: &log, Runtime: "go"})
+	addr, _ := startAgent(t, ctx, Config{TTL: time.Hour, Getenv: settings(DlvEnv, fakeDlv), PID: pid, Log: &log, Runtime: "go"})
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -283,4 +283,13 @@ func TestAgentExplainsADebuggerThatCannotAttach(t *testing.T) {
 	if resp.Success || !strings.Contains(resp.ErrorText(), "operation not permitted") || !strings.Contains(resp.ErrorText(), "SYS_PTRACE") {
 		t.Errorf("initialize answered %s", resp.Raw)
 	}
+}
+
+// settings stands in for a debugger image's environment: key, value, ….
+func settings(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
 }

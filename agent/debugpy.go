@@ -42,12 +42,20 @@ type debugpy struct {
 	addr     string     // the adapter's address once injected or found
 }
 
-func newDebugpy(cfg Config, t *runtimes.Target) (*debugpy, error) {
-	sum, err := treeHash(cfg.Debugpy)
-	if err != nil {
-		return nil, fmt.Errorf("reading the image's debugpy at %s: %w", cfg.Debugpy, err)
+func init() { register(runtimes.Python, newDebugpy) }
+
+func newDebugpy(cfg Config, t *runtimes.Target) (debugger, error) {
+	pkg := cfg.setting(runtimes.DebugpyDirEnv, runtimes.DebugpyDirDefault)
+	gdb := cfg.setting(runtimes.GDBEnv, runtimes.GDBDefault)
+	if err := requireFiles(runtimes.Python, gdb, filepath.Join(pkg, "debugpy")); err != nil {
+		return nil, err
 	}
-	return &debugpy{pkg: cfg.Debugpy, gdb: cfg.Gdb, pythons: cfg.Pythons, target: t, log: cfg.Log, stage: stagePrefix + sum}, nil
+	sum, err := treeHash(pkg)
+	if err != nil {
+		return nil, fmt.Errorf("reading the image's debugpy at %s: %w", pkg, err)
+	}
+	return &debugpy{pkg: pkg, gdb: gdb, pythons: cfg.setting(runtimes.DebugpyPythonsEnv, runtimes.DebugpyPythonsDefault),
+		target: t, log: cfg.Log, stage: stagePrefix + sum}, nil
 }
 
 func (d *debugpy) address() string {

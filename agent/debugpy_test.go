@@ -20,7 +20,8 @@ import (
 func TestDebugpyRefusesAnUnsupportedPython(t *testing.T) {
 	pkg := t.TempDir()
 	os.MkdirAll(filepath.Join(pkg, "debugpy"), 0o755)
-	d, err := newDebugpy(Config{Debugpy: pkg, Gdb: "/nonexistent/gdb", Pythons: "3.7-3.11", Log: io.Discard},
+	exe, _ := os.Executable() // stands in for gdb, which must not run
+	d, err := newDebugpy(Config{Getenv: settings(runtimes.DebugpyDirEnv, pkg, runtimes.GDBEnv, exe, runtimes.DebugpyPythonsEnv, "3.7-3.11"), Log: io.Discard},
 		&runtimes.Target{Runtime: "python", PID: os.Getpid(), Version: "3.12.1"})
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,19 @@ import (
 	"github.com/kdap/kdap/runtimes"
 )
 
+func init() { register(runtimes.Go, newDelve) }
+
+// DlvEnv names the dlv binary in the Go debugger image (default /dlv).
+const DlvEnv = "KDAP_DLV"
+
+func newDelve(cfg Config, t *runtimes.Target) (debugger, error) {
+	bin := cfg.setting(DlvEnv, "/dlv")
+	if err := requireFiles(runtimes.Go, bin); err != nil {
+		return nil, err
+	}
+	return &delve{bin: bin, pid: t.PID, log: cfg.Log}, nil
+}
+
 // delve runs `dlv attach` on the target, at most one at a time, started on
 // the first client and again if it has exited.
 type delve struct {

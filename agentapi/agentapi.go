@@ -9,13 +9,12 @@ import "github.com/kdap/kdap/runtimes"
 // ephemeral container's spec and reads them back to reuse a running agent.
 const (
 	EnvListen  = "KDAP_AGENT_LISTEN"  // 127.0.0.1:PORT
-	EnvRuntime = "KDAP_AGENT_RUNTIME" // auto|go|python|node|java
+	EnvRuntime = "KDAP_AGENT_RUNTIME" // a runtime's name, or auto
 	EnvTTL     = "KDAP_AGENT_TTL"     // idle time before the agent exits, e.g. 15m0s
-
-	// Set by the Python image: where its debugpy is, which Pythons it supports.
-	EnvDebugpy = "KDAP_DEBUGPY_DIR"     // directory holding the debugpy package
-	EnvPythons = "KDAP_DEBUGPY_PYTHONS" // e.g. 3.7-3.11
 )
+
+// A debugger image configures its runtime's driver in the agent with
+// settings of its own (runtimes declares them, e.g. runtimes.DebugpyDirEnv).
 
 // DefaultPort is the agent's loopback port unless another agent in the pod
 // uses it.

@@ -16,18 +16,18 @@ import (
 // Args are the attach arguments kdap reads; everything else in the launch
 // configuration goes to the debugger untouched. The README documents them
 // and the VS Code extension's schema mirrors them.
+// A runtime's explicit path-mapping arguments (runtimes.Runtime.MappingArgs)
+// are its debugger's own and are read by that runtime.
 type Args struct {
-	Target         string                       `json:"target"`    // pod/NAME, deployment/NAME or NAME
-	Namespace      string                       `json:"namespace"` // default: the kubeconfig context's
-	Container      string                       `json:"container"` // default: the pod's default-container annotation, else its only container
-	Context        string                       `json:"context"`   // kubeconfig context
-	Kubeconfig     string                       `json:"kubeconfig"`
-	Runtime        string                       `json:"runtime"`        // auto, go or python
-	LocalRoot      string                       `json:"localRoot"`      // the IDE's source folder
-	SubstitutePath []runtimes.PathMapping       `json:"substitutePath"` // Go (Delve's name)
-	PathMappings   []runtimes.PythonPathMapping `json:"pathMappings"`   // Python (debugpy's name)
-	Image          string                       `json:"image"`          // debugger image override
-	AgentTTL       string                       `json:"agentTTL"`       // e.g. 15m
+	Target     string `json:"target"`    // pod/NAME, deployment/NAME or NAME
+	Namespace  string `json:"namespace"` // default: the kubeconfig context's
+	Container  string `json:"container"` // default: the pod's default-container annotation, else its only container
+	Context    string `json:"context"`   // kubeconfig context
+	Kubeconfig string `json:"kubeconfig"`
+	Runtime    string `json:"runtime"`   // auto or a runtime's name
+	LocalRoot  string `json:"localRoot"` // the IDE's source folder
+	Image      string `json:"image"`     // debugger image override
+	AgentTTL   string `json:"agentTTL"`  // e.g. 15m
 }
 
 // ParseArgs decodes and checks attach arguments.
@@ -41,12 +41,8 @@ func ParseArgs(raw json.RawMessage) (Args, error) {
 	if strings.TrimSpace(a.Target) == "" {
 		return a, fmt.Errorf(`set "target" in the launch configuration: pod/NAME, deployment/NAME or a pod name`)
 	}
-	switch {
-	case a.Runtime == "" || a.Runtime == "auto" || runtimes.Lookup(a.Runtime) != nil:
-	case a.Runtime == "node" || a.Runtime == "java":
-		return a, fmt.Errorf("runtime %q is not supported yet; kdap debugs %s programs today", a.Runtime, strings.Join(runtimes.Names(), " and "))
-	default:
-		return a, fmt.Errorf(`runtime %q is unknown: use "auto" or one of %s`, a.Runtime, strings.Join(runtimes.Names(), ", "))
+	if a.Runtime != "" && a.Runtime != "auto" && runtimes.Lookup(a.Runtime) == nil {
+		return a, fmt.Errorf(`runtime %q is not one kdap debugs: use "auto" or one of %s`, a.Runtime, strings.Join(runtimes.Names(), ", "))
 	}
 	if a.AgentTTL != "" {
 		if _, err := time.ParseDuration(a.AgentTTL); err != nil {

@@ -27,19 +27,12 @@ import (
 	"github.com/kdap/kdap/runtimes"
 )
 
-// DefaultImages are the debugger images (images/go, images/python) unless
-// configured, by runtime name.
-var DefaultImages = map[string]string{
-	"go":     "ghcr.io/kdap/kdap-go:latest",
-	"python": "ghcr.io/kdap/kdap-python:latest",
-}
-
 // Config is how the kdap process is set up; attach arguments override the
 // cluster fields per session.
 type Config struct {
 	Kubeconfig string            // default kubeconfig path ("" = the usual rules)
 	Context    string            // default context
-	Images     map[string]string // debugger image by runtime name
+	Images     map[string]string // debugger image by runtime name (default: the runtime's DefaultImage)
 	AgentTTL   time.Duration     // idle time before an agent exits
 }
 
@@ -78,18 +71,12 @@ func Prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 		return nil, err
 	}
 	rt := chooseRuntime(args.Runtime, pod, container, r)
-	image := args.Image
-	if image == "" {
-		image = cfg.Images[rt.Name]
-	}
-	if image == "" {
-		return nil, fmt.Errorf("no debugger image for %s: pass --image-%s to kdap or set \"image\" in the launch configuration", rt.Title, rt.Name)
-	}
+	image := firstNonEmpty(args.Image, cfg.Images[rt.Name], rt.DefaultImage())
 	ttl := cfg.AgentTTL
 	if args.AgentTTL != "" {
 		ttl, _ = time.ParseDuration(args.AgentTTL)
 	}
-	opts := inject.Options{Image: image, Target: container, Runtime: rt.Name, TTL: ttl, Ptrace: rt.Ptrace}
+	opts := inject.Options{Image: image, Target: container, Runtime: rt.Name, TTL: ttl, Ptrace: rt.NeedsPtrace()}
 	if uid, gid := inject.TargetUser(pod, container); uid != nil && *uid != 0 {
 		// As the target's own user the debugger may ptrace it and read its
 		// files without SYS_PTRACE, so PodSecurity baseline allows it.
@@ -288,12 +275,10 @@ func (a *Attacher) Attach(ctx context.Context, raw json.RawMessage, r dap.Report
 		return nil, err
 	}
 	r.Output(fmt.Sprintf("kdap: attached %s to pid %d (%s %s, %s) in pod %s/%s, container %s", rt.Debugger, t.PID, rt.Title, t.Version, t.Exe, ep.Namespace, ep.Pod, ep.Container))
-	explicit := len(args.SubstitutePath) > 0 || len(args.PathMappings) > 0
-	mappingKey := map[*runtimes.Runtime]string{runtimes.Go: "substitutePath", runtimes.Python: "pathMappings"}[rt]
 	if mapping != nil {
-		r.Output(fmt.Sprintf("kdap: source paths %s ↔ %s (set %q to override)", mapping.From, mapping.To, mappingKey))
-	} else if args.LocalRoot != "" && !explicit && len(t.Sources) > 0 && !strings.HasPrefix(t.Sources[0], args.LocalRoot) {
-		r.Output(fmt.Sprintf("kdap: no file under %s matches the program's sources (e.g. %s): set %q so breakpoints resolve", args.LocalRoot, t.Sources[0], mappingKey))
+		r.Output(fmt.Sprintf("kdap: source paths %s ↔ %s (set %q to override)", mapping.From, mapping.To, rt.MappingKey()))
+	} else if args.LocalRoot != "" && !rt.ExplicitMapping(raw) && len(t.Sources) > 0 && !strings.HasPrefix(t.Sources[0], args.LocalRoot) {
+		r.Output(fmt.Sprintf("kdap: no file under %s matches the program's sources (e.g. %s): set %q so breakpoints resolve", args.LocalRoot, t.Sources[0], rt.MappingKey()))
 	}
 	conn, err := net.Dial("tcp", ep.Forward.Addr())
 	if err != nil {

@@ -20,8 +20,7 @@ func TestParseArgs(t *testing.T) {
 		{`{}`, `set "target"`},
 		{`{"target":"  "}`, `set "target"`},
 		{`{"target":"web","runtime":"python","pathMappings":[{"localRoot":"/a","remoteRoot":"/b"}]}`, ""},
-		{`{"target":"web","runtime":"node"}`, "not supported yet"},
-		{`{"target":"web","runtime":"cobol"}`, `use "auto" or one of go, python`},
+		{`{"target":"web","runtime":"cobol"}`, `runtime "cobol" is not one kdap debugs: use "auto" or one of go, python`},
 		{`{"target":"web","agentTTL":"soon"}`, "not a duration"},
 		{`[1]`, "attach arguments"},
 	} {

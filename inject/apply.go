@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,7 +43,7 @@ func Add(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, ec c
 	case apierrors.IsNotFound(err):
 		return fmt.Errorf("pod %s/%s disappeared before the debugger could be added: %w", pod.Namespace, pod.Name, err)
 	case apierrors.IsForbidden(err):
-		return explainForbidden(ctx, client, pod, err)
+		return explainForbidden(ctx, client, pod, ec, err)
 	case apierrors.IsInvalid(err):
 		return fmt.Errorf("the cluster rejected the debugger container for pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
@@ -52,14 +53,17 @@ func Add(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, ec c
 // explainForbidden tells an RBAC denial (kdap's user may not patch
 // pods/ephemeralcontainers) from an admission denial (PodSecurity or a
 // policy webhook rejected the container) by asking the API server.
-func explainForbidden(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, err error) error {
+func explainForbidden(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, ec corev1.EphemeralContainer, err error) error {
 	allowed, checkErr := CanI(ctx, client, pod.Namespace, "patch", "pods", "ephemeralcontainers")
 	if checkErr == nil && !allowed {
 		return fmt.Errorf("you may not add debug containers in namespace %q: RBAC is missing verb \"patch\" on resource \"pods/ephemeralcontainers\" "+
 			"(ask for a Role granting it; kdap also needs get/list/watch on pods and create on pods/portforward): %w", pod.Namespace, err)
 	}
-	return fmt.Errorf("the cluster's admission control rejected the debugger container in namespace %q "+
-		"(PodSecurity or a policy webhook; kdap's Go and Python debuggers need the SYS_PTRACE capability): %w", pod.Namespace, err)
+	why := "PodSecurity or a policy webhook"
+	if sc := ec.SecurityContext; sc != nil && sc.Capabilities != nil && slices.Contains(sc.Capabilities.Add, "SYS_PTRACE") {
+		why += "; the debugger container asks for the SYS_PTRACE capability, which only PodSecurity privileged allows"
+	}
+	return fmt.Errorf("the cluster's admission control rejected the debugger container in namespace %q (%s): %w", pod.Namespace, why, err)
 }
 
 // CanI asks the API server whether the current user may do verb on

@@ -15,15 +15,31 @@ import (
 // headless with --accept-multiclient so DAP and JSON-RPC clients (GoLand)
 // share one port; path mapping uses dlv's substitutePath.
 var Go = &Runtime{
-	Name:            "go",
-	Title:           "Go",
-	Debugger:        "Delve",
-	Extensions:      []string{".go"},
-	Ptrace:          true,
-	Hints:           []string{"go", "golang"},
+	Name:       goName,
+	Title:      "Go",
+	Debugger:   "Delve",
+	Summary:    "A Go binary with DWARF, debugged with Delve.",
+	Extensions: []string{".go"},
+	Languages:  []string{"go"},
+	Hints:      []string{"go", "golang"},
+	Access:     AccessPtrace,
+	MappingArgs: []Arg{{Name: "substitutePath", Description: "Go: explicit path mapping, wins over the automatic one.",
+		Schema: map[string]any{"type": "array", "items": map[string]any{
+			"type": "object",
+			"properties": map[string]any{
+				"from": map[string]any{"type": "string", "description": "Path prefix on this machine."},
+				"to":   map[string]any{"type": "string", "description": "Path prefix as recorded in the binary."},
+			},
+			"required": []any{"from", "to"},
+		}}}},
 	Inspect:         InspectGo,
 	AttachArguments: GoAttachArguments,
+	ConnectHint: func(*Target) string {
+		return `DAP: attach with "mode": "remote"; GoLand/dlv JSON-RPC: connect to the same address`
+	},
 }
+
+const goName = "go"
 
 // maxSources bounds the source list the agent reports.
 const maxSources = 500
@@ -39,9 +55,9 @@ func InspectGo(pid int) (*Target, error) {
 	}
 	info, err := buildinfo.ReadFile(exePath)
 	if err != nil {
-		return nil, &NotThisRuntimeError{Runtime: "go", PID: pid, Exe: exe, Detail: err.Error()}
+		return nil, &NotThisRuntimeError{Runtime: goName, PID: pid, Exe: exe, Detail: err.Error()}
 	}
-	t := &Target{Runtime: "go", PID: pid, Exe: exe, Version: info.GoVersion, Module: info.Main.Path}
+	t := &Target{Runtime: goName, PID: pid, Exe: exe, Version: info.GoVersion, Module: info.Main.Path}
 	t.UID, t.GID = processIDs(pid)
 	f, err := elf.Open(exePath)
 	if err != nil {

@@ -20,15 +20,40 @@ import (
 // target; it serves IDE sessions one after another for the life of the
 // process. Path mapping uses debugpy's pathMappings.
 var Python = &Runtime{
-	Name:            "python",
-	Title:           "Python",
-	Debugger:        "debugpy",
-	Extensions:      []string{".py"},
-	Ptrace:          true,
-	Hints:           []string{"python", "py", "gunicorn", "uvicorn", "celery", "django", "flask", "fastapi"},
+	Name:       pythonName,
+	Title:      "Python",
+	Debugger:   "debugpy",
+	Summary:    "CPython 3.7–3.11, debugged with debugpy injected through gdb.",
+	Extensions: []string{".py"},
+	Languages:  []string{"python"},
+	Hints:      []string{"python", "py", "gunicorn", "uvicorn", "celery", "django", "flask", "fastapi"},
+	Access:     AccessPtrace,
+	MappingArgs: []Arg{{Name: "pathMappings", Description: "Python: explicit path mapping, wins over the automatic one.",
+		Schema: map[string]any{"type": "array", "items": map[string]any{
+			"type": "object",
+			"properties": map[string]any{
+				"localRoot":  map[string]any{"type": "string", "description": "Folder on this machine."},
+				"remoteRoot": map[string]any{"type": "string", "description": "Folder in the container."},
+			},
+			"required": []any{"localRoot", "remoteRoot"},
+		}}}},
 	Inspect:         InspectPython,
 	AttachArguments: PythonAttachArguments,
+	ConnectHint: func(t *Target) string {
+		return fmt.Sprintf(`DAP (debugpy): attach with "connect" to this address and "pathMappings" with "remoteRoot": %q`, t.Root)
+	},
 }
+
+const pythonName = "python"
+
+// Settings of the Python debugger image, read by the agent's debugpy
+// driver; images/python sets them.
+// (environment variable, and its value when unset).
+const (
+	DebugpyDirEnv, DebugpyDirDefault         = "KDAP_DEBUGPY_DIR", "/kdap/python" // directory holding the debugpy package
+	DebugpyPythonsEnv, DebugpyPythonsDefault = "KDAP_DEBUGPY_PYTHONS", "3.7-3.11" // CPython versions that debugpy supports
+	GDBEnv, GDBDefault                       = "KDAP_GDB", "/usr/bin/gdb"         // gdb, which injects debugpy
+)
 
 // InspectPython recognises a running CPython interpreter and works out its
 // version, its source root and the .py files under it.
@@ -44,9 +69,9 @@ func InspectPython(pid int) (*Target, error) {
 	}
 	version, cpython := pythonVersion(root, exe, libpython)
 	if !cpython {
-		return nil, &NotThisRuntimeError{Runtime: "python", PID: pid, Exe: exe, Detail: "no CPython interpreter in the executable or its libraries"}
+		return nil, &NotThisRuntimeError{Runtime: pythonName, PID: pid, Exe: exe, Detail: "no CPython interpreter in the executable or its libraries"}
 	}
-	t := &Target{Runtime: "python", PID: pid, Exe: exe, Version: version}
+	t := &Target{Runtime: pythonName, PID: pid, Exe: exe, Version: version}
 	t.UID, t.GID = processIDs(pid)
 	cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
 	if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil {
@@ -69,7 +94,7 @@ func libpythonIn(maps string) string {
 	return ""
 }
 
-var pythonName = regexp.MustCompile(`^(?:lib)?python(\d+)\.(\d+)`)
+var pythonFileName = regexp.MustCompile(`^(?:lib)?python(\d+)\.(\d+)`)
 
 // pythonVersion reads the interpreter's version: CPython ≥ 3.11 exports
 // Py_Version (PY_VERSION_HEX), older ones tell it in the file name
@@ -101,7 +126,7 @@ func pythonVersion(root, exe, libpython string) (version string, cpython bool) {
 		if hex != 0 {
 			return fmt.Sprintf("%d.%d.%d", hex>>24, hex>>16&0xff, hex>>8&0xff), true
 		}
-		if m := pythonName.FindStringSubmatch(path.Base(file)); m != nil {
+		if m := pythonFileName.FindStringSubmatch(path.Base(file)); m != nil {
 			return m[1] + "." + m[2], true
 		}
 		return "", true

@@ -16,17 +16,29 @@ import (
 	"strings"
 )
 
-// Runtime is what kdap and its agent know of one language runtime. Each
-// runtime's file defines one (Go, Python) and adds it to All.
+// Runtime is everything kdap and its agent know of one language runtime,
+// declared once in that runtime's file (golang.go, python.go, …) and listed
+// in All. Nothing outside a runtime's own files names it: the CLI's image
+// flags, the attach orchestration, the agent's driver table and the VS Code
+// extension's schema all come from this list.
 type Runtime struct {
-	Name       string   // as in the launch configuration's "runtime"
-	Title      string   // for messages: "Python"
-	Debugger   string   // the debugger kdap runs: "debugpy"
+	Name     string // as in the launch configuration's "runtime"
+	Title    string // for messages: "Python"
+	Debugger string // the debugger kdap runs: "debugpy"
+	// Summary says in one line what a target needs to be debugged (kdap
+	// runtimes, the launch configuration schema).
+	Summary    string
 	Extensions []string // source files to look for under localRoot
-	Ptrace     bool     // the debugger ptraces the target: SYS_PTRACE unless the agent runs as the target's user
+	Languages  []string // VS Code language ids whose breakpoints the extension enables
 	// Hints are words that, found in a container's image name or command,
 	// make "runtime": "auto" pick this runtime (see Guess).
 	Hints []string
+	// Access is what the debugger needs from the pod to reach the target.
+	Access Access
+	// MappingArgs are the attach arguments, as the debugger names them, that
+	// set the source path mapping by hand; any of them present turns the
+	// automatic mapping off. The first is the one messages suggest.
+	MappingArgs []Arg
 	// Inspect recognises a running target (in the agent); an error of type
 	// *NotThisRuntimeError means the process belongs to another runtime.
 	Inspect func(pid int) (*Target, error)
@@ -35,7 +47,86 @@ type Runtime struct {
 	// mapping — the user's if given, else one worked out from the target's
 	// sources and the files under localRoot (returned when worked out).
 	AttachArguments func(user json.RawMessage, t *Target, localRoot string, localFiles []string) (json.RawMessage, *PathMapping, error)
+	// ConnectHint tells a client that connects itself to `kdap attach`'s
+	// endpoint how to attach to this target.
+	ConnectHint func(t *Target) string
 }
+
+// Access is what a runtime's debugger needs to reach the target process.
+type Access int
+
+const (
+	// AccessPtrace: the debugger ptraces the target, which needs
+	// SYS_PTRACE unless the agent runs as the target's user.
+	AccessPtrace Access = iota + 1
+	// AccessSignal: a signal from the target's user opens the runtime's
+	// own debugger (the agent switches to that user; no capability).
+	AccessSignal
+	// AccessAttachSocket: the runtime's attach socket, used as the
+	// target's user (no capability).
+	AccessAttachSocket
+)
+
+func (a Access) String() string {
+	switch a {
+	case AccessPtrace:
+		return "ptrace"
+	case AccessSignal:
+		return "a signal from the target's user"
+	case AccessAttachSocket:
+		return "the runtime's attach socket"
+	}
+	return "nothing"
+}
+
+// Arg is one attach argument a runtime reads, with its JSON schema for
+// the VS Code extension's launch configuration.
+type Arg struct {
+	Name        string
+	Description string
+	Schema      map[string]any // "type", "items", …
+}
+
+// Image references: every runtime's default debugger image is
+// ImageRepository/kdap-NAME:ImageTag (images/NAME builds it).
+const (
+	ImageRepository = "ghcr.io/kdap"
+	ImageTag        = "latest"
+)
+
+// DefaultImage is the runtime's debugger image unless configured.
+func (r *Runtime) DefaultImage() string {
+	return fmt.Sprintf("%s/kdap-%s:%s", ImageRepository, r.Name, ImageTag)
+}
+
+// ImageFlag is the name of kdap's flag that sets the runtime's image.
+func (r *Runtime) ImageFlag() string { return "image-" + r.Name }
+
+// ImageEnv is the environment variable that sets the runtime's image.
+func (r *Runtime) ImageEnv() string { return "KDAP_IMAGE_" + strings.ToUpper(r.Name) }
+
+// MappingKey is the attach argument messages suggest for mapping paths.
+func (r *Runtime) MappingKey() string {
+	if len(r.MappingArgs) == 0 {
+		return "localRoot"
+	}
+	return r.MappingArgs[0].Name
+}
+
+// ExplicitMapping reports whether the attach arguments map paths by hand.
+func (r *Runtime) ExplicitMapping(args json.RawMessage) bool {
+	var fields map[string]json.RawMessage
+	json.Unmarshal(args, &fields)
+	for _, a := range r.MappingArgs {
+		if v, ok := fields[a.Name]; ok && string(v) != "null" && string(v) != "[]" && string(v) != `""` {
+			return true
+		}
+	}
+	return false
+}
+
+// NeedsPtrace reports whether the debugger ptraces the target.
+func (r *Runtime) NeedsPtrace() bool { return r.Access == AccessPtrace }
 
 // All lists the runtimes kdap supports, in the order "auto" tries them.
 var All = []*Runtime{Go, Python}
@@ -111,7 +202,7 @@ func Detect(pid int) (*Runtime, *Target, error) {
 // Target is what the agent reports about the process it debugs (served as
 // JSON by the agent's status endpoint).
 type Target struct {
-	Runtime string   `json:"runtime"`           // "go", "python"
+	Runtime string   `json:"runtime"`           // the Runtime's Name
 	PID     int      `json:"pid"`               // in the target container's PID namespace
 	Exe     string   `json:"exe"`               // /proc/PID/exe
 	Version string   `json:"version,omitempty"` // language version, e.g. go1.26.8, 3.11.2
@@ -161,10 +252,11 @@ func processIDs(pid int) (uid, gid int) {
 }
 
 // KdapAttachKeys are the attach arguments kdap consumes; all others are
-// passed to the debugger untouched.
+// passed to the debugger untouched (a runtime's MappingArgs are the
+// debugger's own, translated by its AttachArguments).
 var KdapAttachKeys = []string{
 	"target", "namespace", "container", "context", "kubeconfig", "runtime",
-	"localRoot", "image", "agentTTL", "substitutePath", "pathMappings",
+	"localRoot", "image", "agentTTL",
 	"name", "type", "request", "__configurationTarget", "__sessionId",
 }
 

@@ -1,6 +1,7 @@
 // Command kdap-agent runs inside the ephemeral container kdap injects: see
 // package agent. It is configured by environment variables (set by kdap's
-// inject package), and flags for running it by hand.
+// inject package; the debugger image sets where its debugger is), and
+// flags for running it by hand.
 package main
 
 import (
@@ -9,22 +10,21 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/kdap/kdap/agent"
 	"github.com/kdap/kdap/agentapi"
+	"github.com/kdap/kdap/runtimes"
 )
 
 func main() {
 	cfg := agent.Config{Log: os.Stderr}
 	flag.StringVar(&cfg.Listen, "listen", envOr(agentapi.EnvListen, fmt.Sprintf("127.0.0.1:%d", agentapi.DefaultPort)), "loopback address to serve on")
-	flag.StringVar(&cfg.Runtime, "runtime", envOr(agentapi.EnvRuntime, "auto"), "runtime of the target: auto, go or python")
+	flag.StringVar(&cfg.Runtime, "runtime", envOr(agentapi.EnvRuntime, "auto"), "runtime of the target: auto or "+strings.Join(runtimes.Names(), ", "))
 	ttl := flag.String("ttl", envOr(agentapi.EnvTTL, "15m"), "idle time before the agent detaches and exits")
-	flag.StringVar(&cfg.Dlv, "dlv", "/dlv", "path of the dlv binary (Go)")
-	flag.StringVar(&cfg.Gdb, "gdb", "/usr/bin/gdb", "path of gdb (Python)")
-	flag.StringVar(&cfg.Debugpy, "debugpy", envOr(agentapi.EnvDebugpy, "/kdap/python"), "directory holding the debugpy package (Python)")
-	flag.StringVar(&cfg.Pythons, "pythons", envOr(agentapi.EnvPythons, "3.7-3.11"), "Python versions this image's debugpy supports (Python)")
+	flag.IntVar(&cfg.PID, "pid", 0, "target pid (default: found in the target container)")
 	flag.Parse()
 	d, err := time.ParseDuration(*ttl)
 	if err != nil {

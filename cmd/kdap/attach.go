@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kdap/kdap/attach"
+	"github.com/kdap/kdap/runtimes"
 )
 
 // AttachOptions are the options of `kdap attach`.
@@ -26,8 +28,7 @@ func newAttachCommand() *cobra.Command {
 		Long: `kdap attach injects (or reuses) the debugger for TARGET (pod/NAME, deployment/NAME or a
 pod name) and forwards its port to 127.0.0.1. It prints the endpoint and stays until Ctrl-C;
 the target keeps running afterwards. GoLand: Run → Edit Configurations → Go Remote, host
-127.0.0.1 and the printed port. DAP clients: attach with "mode": "remote" (Go) or
-"connect": {"host", "port"} and "pathMappings" (Python, e.g. VS Code's "debugpy" type).`,
+127.0.0.1 and the printed port. DAP clients: kdap prints how to attach for the target's runtime.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Args.Target = args[0]
@@ -37,8 +38,8 @@ the target keeps running afterwards. GoLand: Run → Edit Configurations → Go 
 	o.addFlags(cmd)
 	cmd.Flags().StringVarP(&o.Args.Namespace, "namespace", "n", "", "namespace (default: the context's)")
 	cmd.Flags().StringVarP(&o.Args.Container, "container", "c", "", "target container (default: the pod's default container)")
-	cmd.Flags().StringVar(&o.Args.Runtime, "runtime", "auto", "runtime of the target: auto (guessed from the container's image and command), go or python")
-	cmd.Flags().StringVar(&o.Args.Image, "image", "", "debugger image (overrides --image-go/--image-python)")
+	cmd.Flags().StringVar(&o.Args.Runtime, "runtime", "auto", "runtime of the target: auto (guessed from the container's image and command) or one of "+strings.Join(runtimes.Names(), ", "))
+	cmd.Flags().StringVar(&o.Args.Image, "image", "", "debugger image (overrides the --image-RUNTIME flags)")
 	return cmd
 }
 
@@ -54,9 +55,9 @@ func (o *AttachOptions) Run(ctx context.Context) error {
 	defer ep.Forward.Close()
 	t := ep.Status.Target
 	fmt.Fprintf(o.Err, "kdap: debugging pid %d (%s %s, %s) in pod %s/%s, container %s\n", t.PID, t.Runtime, t.Version, t.Exe, ep.Namespace, ep.Pod, ep.Container)
-	how := `DAP: attach with "mode": "remote"; GoLand/dlv JSON-RPC: connect to the same address`
-	if t.Runtime == "python" {
-		how = fmt.Sprintf(`DAP (debugpy): attach with "connect" to this address and "pathMappings" with "remoteRoot": %q`, t.Root)
+	how := "connect a client of its debugger"
+	if rt := runtimes.Lookup(t.Runtime); rt != nil && rt.ConnectHint != nil {
+		how = rt.ConnectHint(t)
 	}
 	fmt.Fprintf(o.Out, "kdap: debugger listening at: %s (%s)\n", ep.Forward.Addr(), how)
 	select {

@@ -14,25 +14,33 @@ import (
 
 	"github.com/kdap/kdap/attach"
 	"github.com/kdap/kdap/dap"
+	"github.com/kdap/kdap/runtimes"
 )
 
 // clusterFlags are the flags every command that talks to a cluster has.
 type clusterFlags struct {
-	kubeconfig, context  string
-	goImage, pythonImage string
-	agentTTL             time.Duration
+	kubeconfig, context string
+	images              map[string]*string // by runtime name: --image-NAME
+	agentTTL            time.Duration
 }
 
 func (f *clusterFlags) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config); a launch configuration's \"kubeconfig\" wins")
 	cmd.Flags().StringVar(&f.context, "context", "", "kubeconfig context (a launch configuration's \"context\" wins)")
-	cmd.Flags().StringVar(&f.goImage, "image-go", envOr("KDAP_IMAGE_GO", attach.DefaultImages["go"]), "debugger image for Go targets ($KDAP_IMAGE_GO)")
-	cmd.Flags().StringVar(&f.pythonImage, "image-python", envOr("KDAP_IMAGE_PYTHON", attach.DefaultImages["python"]), "debugger image for Python targets ($KDAP_IMAGE_PYTHON)")
+	f.images = map[string]*string{}
+	for _, rt := range runtimes.All {
+		f.images[rt.Name] = cmd.Flags().String(rt.ImageFlag(), envOr(rt.ImageEnv(), rt.DefaultImage()),
+			fmt.Sprintf("debugger image for %s targets ($%s)", rt.Title, rt.ImageEnv()))
+	}
 	cmd.Flags().DurationVar(&f.agentTTL, "agent-ttl", 15*time.Minute, "idle time after which an injected debugger detaches and exits")
 }
 
 func (f *clusterFlags) config() attach.Config {
-	return attach.Config{Kubeconfig: f.kubeconfig, Context: f.context, Images: map[string]string{"go": f.goImage, "python": f.pythonImage}, AgentTTL: f.agentTTL}
+	images := map[string]string{}
+	for name, image := range f.images {
+		images[name] = *image
+	}
+	return attach.Config{Kubeconfig: f.kubeconfig, Context: f.context, Images: images, AgentTTL: f.agentTTL}
 }
 
 // DAPOptions are the options of `kdap dap`.

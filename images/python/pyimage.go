@@ -128,8 +128,8 @@ func Write(ctx context.Context, repoDir, rootfs, file, ref string) error {
 		Entrypoint: []string{"/kdap-agent"},
 		Env: []string{
 			"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-			"KDAP_DEBUGPY_DIR=" + DebugpyDir,
-			"KDAP_DEBUGPY_PYTHONS=" + Pythons,
+			runtimes.DebugpyDirEnv + "=" + DebugpyDir,
+			runtimes.DebugpyPythonsEnv + "=" + Pythons,
 		},
 	})
 }

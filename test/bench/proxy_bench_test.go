@@ -152,8 +152,9 @@ func startTarget(b *testing.B) (string, func()) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- agent.Run(ctx, agent.Config{Listen: "127.0.0.1:0", TTL: time.Hour, Dlv: dlv, PID: cmd.Process.Pid, Log: io.Discard,
-			Ready: func(a string) { ready <- a }})
+		done <- agent.Run(ctx, agent.Config{Listen: "127.0.0.1:0", TTL: time.Hour, PID: cmd.Process.Pid, Log: io.Discard,
+			Getenv: func(k string) string { return map[string]string{agent.DlvEnv: dlv}[k] },
+			Ready:  func(a string) { ready <- a }})
 	}()
 	b.Cleanup(func() { cancel(); <-done })
 	trigger := func() {

@@ -42,7 +42,6 @@ func BenchmarkAttachLatencyPython(b *testing.B) {
 func benchAttach(b *testing.B, runtime, image, root, file string, line int) {
 	ns := newNamespace(b, nil)
 	phases := map[string][]time.Duration{}
-	images := map[string]string{"go": fixtures.GoAgentImage, "python": fixtures.PythonAgentImage}
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		pod := fmt.Sprintf("bench-%d", i)
@@ -56,7 +55,7 @@ func benchAttach(b *testing.B, runtime, image, root, file string, line int) {
 			ln.Close()
 			if err == nil {
 				dap.Serve(context.Background(), conn, &attach.Attacher{Config: attach.Config{
-					Kubeconfig: env.cluster.Kubeconfig(), Images: images, AgentTTL: time.Minute}}, dap.Options{})
+					Kubeconfig: env.cluster.Kubeconfig(), Images: fixtures.AgentImages, AgentTTL: time.Minute}}, dap.Options{})
 			}
 		}()
 		conn, err := net.Dial("tcp", ln.Addr().String())

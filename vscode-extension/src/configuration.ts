@@ -1,6 +1,7 @@
 // Pure logic of the extension (no vscode import): resolving a launch
 // configuration, finding kdap, and turning `kdap targets -o json` into the
-// choices of the pod picker. Unit-tested without VS Code.
+// choices of the pod picker. It knows no runtime by name: kdap lists them
+// (`kdap runtimes -o json`). Unit-tested without VS Code.
 import * as path from 'path';
 
 /** The attach arguments kdap reads (kdap's attach.Args); others pass through to the debugger. */
@@ -13,7 +14,7 @@ export interface KdapConfiguration {
   container?: string;
   context?: string;
   kubeconfig?: string;
-  runtime?: 'auto' | 'go' | 'python';
+  runtime?: string; // 'auto' or the name of one of kdap's runtimes
   localRoot?: string;
   [key: string]: unknown;
 }
@@ -28,9 +29,18 @@ export interface Target {
   default: boolean;
 }
 
-/** What resolving a configuration needs from VS Code. */
+/** One line of `kdap runtimes -o json`. */
+export interface RuntimeInfo {
+  name: string;
+  title: string;
+  debugger: string;
+  summary: string;
+}
+
+/** What resolving a configuration needs from VS Code and kdap. */
 export interface ResolveContext {
   workspaceFolder?: string; // the folder the configuration belongs to
+  runtimes?: RuntimeInfo[]; // the runtimes kdap debugs; unknown: kdap checks "runtime" itself
 }
 
 /** The outcome: a configuration to start, or that the user must pick a target first. */
@@ -53,8 +63,10 @@ export function resolveConfiguration(config: Partial<KdapConfiguration>, ctx: Re
   if (!c.localRoot && ctx.workspaceFolder) {
     c.localRoot = ctx.workspaceFolder;
   }
-  if (c.runtime !== undefined && !['auto', 'go', 'python'].includes(c.runtime)) {
-    return { kind: 'error', message: `"runtime": "${c.runtime}" is not one kdap debugs: use "auto", "go" or "python"` };
+  const names = ctx.runtimes?.map((r) => r.name);
+  if (c.runtime !== undefined && names && c.runtime !== 'auto' && !names.includes(c.runtime)) {
+    const choices = ['auto', ...names].map((n) => `"${n}"`);
+    return { kind: 'error', message: `"runtime": "${c.runtime}" is not one kdap debugs: use ${choices.slice(0, -1).join(', ')} or ${choices[choices.length - 1]}` };
   }
   if (!c.target || c.target.trim() === '') {
     return { kind: 'pick', config: c };
@@ -66,7 +78,7 @@ export function resolveConfiguration(config: Partial<KdapConfiguration>, ctx: Re
 export function withTarget(config: KdapConfiguration, t: Target): KdapConfiguration {
   const c: KdapConfiguration = { ...config, target: `pod/${t.pod}`, namespace: t.namespace, container: t.container };
   if (!c.runtime || c.runtime === 'auto') {
-    c.runtime = t.runtime as KdapConfiguration['runtime'];
+    c.runtime = t.runtime;
   }
   return c;
 }
@@ -92,10 +104,19 @@ export function pods(targets: Target[], namespace: string): { pod: string; conta
   }));
 }
 
-/** describeTarget is a container's line in the picker. */
-export function describeTarget(t: Target): string {
-  const title: Record<string, string> = { go: 'Go', python: 'Python' };
-  return `${title[t.runtime] ?? t.runtime} · ${t.image}${t.default ? ' · default' : ''}`;
+/** describeTarget is a container's line in the picker, with its runtime's title when kdap gave the list. */
+export function describeTarget(t: Target, runtimes: RuntimeInfo[] = []): string {
+  const title = runtimes.find((r) => r.name === t.runtime)?.title ?? t.runtime;
+  return `${title} · ${t.image}${t.default ? ' · default' : ''}`;
+}
+
+/** parseRuntimes reads `kdap runtimes -o json`. */
+export function parseRuntimes(stdout: string): RuntimeInfo[] {
+  const v = JSON.parse(stdout);
+  if (!Array.isArray(v) || !v.every((r) => typeof r?.name === 'string' && typeof r?.title === 'string')) {
+    throw new Error('kdap runtimes -o json did not print a list of runtimes');
+  }
+  return v as RuntimeInfo[];
 }
 
 /** targetsArgs is the `kdap targets` command line for a configuration's cluster. */

@@ -5,8 +5,8 @@ import { execFile } from 'child_process';
 import * as fs from 'fs';
 import * as vscode from 'vscode';
 import {
-  describeMessage, describeTarget, findKdap, KdapConfiguration, namespaces, parseTargets, pods,
-  resolveConfiguration, Target, targetsArgs, withTarget,
+  describeMessage, describeTarget, findKdap, KdapConfiguration, namespaces, parseRuntimes, parseTargets, pods,
+  resolveConfiguration, RuntimeInfo, Target, targetsArgs, withTarget,
 } from './configuration';
 
 let log: vscode.LogOutputChannel;
@@ -52,10 +52,32 @@ class AdapterFactory implements vscode.DebugAdapterDescriptorFactory {
   }
 }
 
+/** The runtimes kdap debugs (`kdap runtimes -o json`); undefined if kdap cannot say (kdap then checks "runtime" itself). */
+function kdapRuntimes(): Promise<RuntimeInfo[] | undefined> {
+  const kdap = kdapBinary();
+  if (!kdap) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    execFile(kdap, ['runtimes', '-o', 'json'], { timeout: 10_000 }, (err, stdout, stderr) => {
+      if (err) {
+        log.warn(`kdap runtimes failed: ${stderr.trim() || err.message}`);
+        resolve(undefined);
+        return;
+      }
+      try {
+        resolve(parseRuntimes(stdout));
+      } catch (e) {
+        log.warn((e as Error).message);
+        resolve(undefined);
+      }
+    });
+  });
+}
+
 /** Fills localRoot and, when target is missing, asks namespace → pod → container. */
 class ConfigurationProvider implements vscode.DebugConfigurationProvider {
   async resolveDebugConfiguration(folder: vscode.WorkspaceFolder | undefined, config: vscode.DebugConfiguration): Promise<vscode.DebugConfiguration | undefined> {
-    const r = resolveConfiguration(config as Partial<KdapConfiguration>, { workspaceFolder: folder?.uri.fsPath ?? vscode.workspace.workspaceFolders?.[0]?.uri.fsPath });
+    const runtimes = await kdapRuntimes();
+    const r = resolveConfiguration(config as Partial<KdapConfiguration>, { workspaceFolder: folder?.uri.fsPath ?? vscode.workspace.workspaceFolders?.[0]?.uri.fsPath, runtimes });
     if (r.kind === 'error') {
       void vscode.window.showErrorMessage(r.message);
       return undefined;
@@ -63,12 +85,12 @@ class ConfigurationProvider implements vscode.DebugConfigurationProvider {
     if (r.kind === 'ready') {
       return r.config;
     }
-    const picked = await pickTarget(r.config);
+    const picked = await pickTarget(r.config, runtimes ?? []);
     return picked ? withTarget(r.config, picked) : undefined;
   }
 }
 
-async function pickTarget(config: KdapConfiguration): Promise<Target | undefined> {
+async function pickTarget(config: KdapConfiguration, runtimes: RuntimeInfo[]): Promise<Target | undefined> {
   const kdap = kdapBinary();
   if (!kdap) return undefined;
   const targets = await vscode.window.withProgress(
@@ -100,7 +122,7 @@ async function pickTarget(config: KdapConfiguration): Promise<Target | undefined
   if (!pod) return undefined;
   if (pod.containers.length === 1) return pod.containers[0];
   const c = await vscode.window.showQuickPick(
-    pod.containers.map((t) => ({ label: t.container, description: describeTarget(t), target: t })),
+    pod.containers.map((t) => ({ label: t.container, description: describeTarget(t, runtimes), target: t })),
     { title: `kdap: container of ${pod.label}`, placeHolder: 'Container whose process to debug' });
   return c?.target;
 }
