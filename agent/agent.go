@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/kdap/kdap/agentapi"
@@ -58,12 +59,21 @@ func (c Config) setting(key, def string) string {
 // Run serves until ctx is done or the agent has been idle for cfg.TTL, then
 // detaches the debugger (never killing a debugger that holds breakpoints).
 func Run(ctx context.Context, cfg Config) error {
-	pid := cfg.PID
+	pid, unreadable := cfg.PID, false
 	if pid == 0 {
 		var err error
-		if pid, err = findTarget(os.Getpid()); err != nil {
+		if pid, unreadable, err = findTarget(os.Getpid()); err != nil {
 			return err
 		}
+	}
+	if rt := runtimes.Lookup(cfg.Runtime); rt != nil && !rt.NeedsPtrace() {
+		// The debugger needs no ptrace: as the target's user the agent may
+		// read its /proc files and signal it, with no capability.
+		if err := switchToTargetUser(pid, func(f string, args ...any) { fmt.Fprintf(cfg.Log, "kdap-agent: "+f+"\n", args...) }); err != nil {
+			return err
+		}
+	} else if unreadable {
+		return fmt.Errorf("may not inspect process %d (permission denied): the debugger container needs the SYS_PTRACE capability, which a PodSecurity level of baseline or restricted forbids", pid)
 	}
 	rt, target, err := inspect(pid, cfg.Runtime)
 	if err != nil {
@@ -98,6 +108,8 @@ type debugger interface {
 	// ensure starts the debugger (or finds it running) and returns the
 	// loopback address it serves clients on.
 	ensure(ctx context.Context, logf func(string, ...any)) (string, error)
+	// connect opens the connection one client's session runs on.
+	connect(ctx context.Context, logf func(string, ...any)) (net.Conn, error)
 	// release leaves the target running with no breakpoints armed, once
 	// the last client has gone.
 	release(logf func(string, ...any)) error
@@ -272,15 +284,10 @@ func (a *agent) serveStatus(conn net.Conn, br *bufio.Reader) {
 // session pipes one client to the debugger; when the last client is gone
 // the debugger lets the target run on with no breakpoints.
 func (a *agent) session(ctx context.Context, client net.Conn) {
-	addr, err := a.dbg.ensure(ctx, a.logf)
+	upstream, err := a.dbg.connect(ctx, a.logf)
 	if err != nil {
 		a.logf("debugger: %v", err)
 		refuseDAP(client, err)
-		return
-	}
-	upstream, err := net.Dial("tcp", addr)
-	if err != nil {
-		a.logf("connecting to the debugger: %v", err)
 		return
 	}
 	a.mu.Lock()
@@ -346,38 +353,52 @@ func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // findTarget returns the target's pid: 1, unless PID 1 is the pod's pause
 // process (shareProcessNamespace), then the lowest pid that is neither pause
-// nor this agent.
-func findTarget(self int) (int, error) {
+// nor this agent. unreadable says the agent may not read the target's
+// /proc files as it is (another user's process, no SYS_PTRACE): pause is
+// then told by its name in /proc/PID/stat, which anyone may read.
+func findTarget(self int) (pid int, unreadable bool, err error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	var pids []int
 	for _, e := range entries {
-		if pid, err := strconv.Atoi(e.Name()); err == nil && pid != self {
-			pids = append(pids, pid)
-		}
-	}
-	lowest, denied := 0, 0
-	for _, pid := range pids {
-		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-		if errors.Is(err, os.ErrPermission) && !isAncestorOf(pid, self) && denied == 0 {
-			denied = pid
-		}
-		if err != nil || filepath.Base(exe) == "pause" || isAncestorOf(pid, self) {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil || p == self || isAncestorOf(p, self) {
 			continue
 		}
-		if lowest == 0 || pid < lowest {
-			lowest = pid
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p))
+		denied := errors.Is(err, os.ErrPermission)
+		name := filepath.Base(exe)
+		if denied {
+			name = processName(p)
+		} else if err != nil {
+			continue // a kernel thread or a process that just ended
+		}
+		if name == "pause" {
+			continue
+		}
+		if pid == 0 || p < pid {
+			pid, unreadable = p, denied
 		}
 	}
-	if lowest == 0 && denied != 0 {
-		return 0, fmt.Errorf("may not inspect process %d (permission denied): the debugger container needs the SYS_PTRACE capability, which a PodSecurity level of baseline or restricted forbids", denied)
+	if pid == 0 {
+		return 0, false, runtimes.ErrNoTarget
 	}
-	if lowest == 0 {
-		return 0, runtimes.ErrNoTarget
+	return pid, unreadable, nil
+}
+
+// processName is the command name of pid, from /proc/PID/stat.
+func processName(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
 	}
-	return lowest, nil
+	s := string(b)
+	i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if i < 0 || j < i {
+		return ""
+	}
+	return s[i+1 : j]
 }
 
 // isAncestorOf reports whether pid is a parent (or further ancestor) of
@@ -403,4 +424,49 @@ func isAncestorOf(pid, child int) bool {
 		}
 	}
 	return false
+}
+
+// switchToTargetUser makes the agent run as pid's user, when it runs as
+// root and the target does not: a runtime that needs no ptrace reaches the
+// target (its /proc files, a signal, an attach socket) as that user with
+// no capability at all.
+func switchToTargetUser(pid int, logf func(string, ...any)) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	uid, gid := processOwner(pid)
+	if uid <= 0 {
+		return nil
+	}
+	if err := syscall.Setgroups([]int{gid}); err != nil {
+		return fmt.Errorf("switching to the target's user %d:%d: setgroups: %w", uid, gid, err)
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return fmt.Errorf("switching to the target's group %d: %w (the debugger container needs CAP_SETGID, or runAsUser %d)", gid, err, uid)
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		return fmt.Errorf("switching to the target's user %d: %w (the debugger container needs CAP_SETUID, or runAsUser %d)", uid, err, uid)
+	}
+	logf("running as the target's user %d:%d", uid, gid)
+	return nil
+}
+
+// processOwner is pid's real uid and gid, from /proc/PID/status (readable
+// by anyone).
+func processOwner(pid int) (uid, gid int) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1, -1
+	}
+	uid, gid = -1, -1
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "Uid:" {
+			uid, _ = strconv.Atoi(f[1])
+		}
+		if len(f) >= 2 && f[0] == "Gid:" {
+			gid, _ = strconv.Atoi(f[1])
+		}
+	}
+	return uid, gid
 }

@@ -77,6 +77,15 @@ func (d *debugpy) state() string {
 	return "running"
 }
 
+// connect dials the debugger, starting it if needed.
+func (d *debugpy) connect(ctx context.Context, logf func(string, ...any)) (net.Conn, error) {
+	addr, err := d.ensure(ctx, logf)
+	if err != nil {
+		return nil, err
+	}
+	return net.Dial("tcp", addr)
+}
+
 // ensure returns the adapter's address: the one found running from an
 // earlier injection, else a new injection's.
 func (d *debugpy) ensure(ctx context.Context, logf func(string, ...any)) (string, error) {

@@ -55,6 +55,15 @@ func (d *delve) state() string {
 	return "running"
 }
 
+// connect dials the debugger, starting it if needed.
+func (d *delve) connect(ctx context.Context, logf func(string, ...any)) (net.Conn, error) {
+	addr, err := d.ensure(ctx, logf)
+	if err != nil {
+		return nil, err
+	}
+	return net.Dial("tcp", addr)
+}
+
 // ensure returns the address of a running Delve, starting it if needed.
 func (d *delve) ensure(ctx context.Context, logf func(string, ...any)) (string, error) {
 	d.startMu.Lock()

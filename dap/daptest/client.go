@@ -24,14 +24,16 @@ type Client struct {
 	readErr chan error
 	Timeout time.Duration // how long Expect* wait; default 10 s
 
-	mu   sync.Mutex
-	seq  int
-	seen []string // recent messages, for failure reports
+	mu       sync.Mutex
+	seq      int
+	seen     []string        // recent messages, for failure reports
+	requests map[string]bool // commands of the reverse requests received
 }
 
 // NewClient starts reading conn; Close ends it.
 func NewClient(conn io.ReadWriteCloser) *Client {
-	c := &Client{conn: conn, w: dap.NewWriter(conn), in: make(chan *dap.Message, 256), readErr: make(chan error, 1), Timeout: 10 * time.Second}
+	c := &Client{conn: conn, w: dap.NewWriter(conn), in: make(chan *dap.Message, 256), readErr: make(chan error, 1), Timeout: 10 * time.Second,
+		requests: map[string]bool{}}
 	go func() {
 		r := dap.NewReader(conn)
 		for {
@@ -46,6 +48,11 @@ func NewClient(conn io.ReadWriteCloser) *Client {
 				c.readErr <- err
 				close(c.in)
 				return
+			}
+			if m.Type == "request" {
+				c.mu.Lock()
+				c.requests[m.Command] = true
+				c.mu.Unlock()
 			}
 			c.in <- m
 		}
@@ -168,6 +175,14 @@ func (c *Client) ExpectClosed(t testing.TB) {
 			t.Fatalf("connection still open after %s; saw:\n%s", c.Timeout, c.recent())
 		}
 	}
+}
+
+// SawRequest reports whether the server has sent a reverse request of
+// this command so far.
+func (c *Client) SawRequest(command string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.requests[command]
 }
 
 // Decode unmarshals a message's body into v, failing the test on error.

@@ -28,6 +28,20 @@ func (o *object) set(key string, v any) {
 	o.vals[key] = v
 }
 
+// remove deletes key.
+func (o *object) remove(key string) {
+	if _, ok := o.vals[key]; !ok {
+		return
+	}
+	delete(o.vals, key)
+	for i, k := range o.keys {
+		if k == key {
+			o.keys = append(o.keys[:i], o.keys[i+1:]...)
+			break
+		}
+	}
+}
+
 // path walks nested objects by key; nil when one is missing.
 func (o *object) path(keys ...string) *object {
 	cur := o

@@ -1,16 +1,19 @@
 // Package vscodegen writes what the VS Code extension's package.json says
 // about runtimes from kdap's runtime registry (package runtimes): the
 // languages whose breakpoints the extension enables, the "runtime" enum of
-// the launch configuration, each runtime's path-mapping arguments, and the
+// the launch configuration, each runtime's path-mapping arguments (the
+// attach properties are kdap's own, attach.Args, plus these), and the
 // image flags. Its test fails when package.json is stale; `make generate`
 // rewrites it.
 package vscodegen
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 
+	"github.com/kdap/kdap/attach"
 	"github.com/kdap/kdap/runtimes"
 )
 
@@ -74,6 +77,10 @@ func Update(packageJSON []byte) ([]byte, error) {
 	runtime.set("default", "auto")
 	runtime.set("description", "Language runtime of the target process (kdap runtimes lists them).")
 	props.set("runtime", runtime)
+	keep := map[string]bool{}
+	for _, name := range argNames() {
+		keep[name] = true
+	}
 	for _, rt := range runtimes.All {
 		for _, a := range rt.MappingArgs {
 			schema := map[string]any{"description": a.Description}
@@ -81,6 +88,12 @@ func Update(packageJSON []byte) ([]byte, error) {
 				schema[k] = v
 			}
 			props.set(a.Name, fromGo(schema))
+			keep[a.Name] = true
+		}
+	}
+	for _, k := range append([]string(nil), props.keys...) {
+		if !keep[k] {
+			props.remove(k) // a runtime's argument that no runtime declares any more
 		}
 	}
 	if image := props.path("image"); image != nil {
@@ -93,6 +106,18 @@ func Update(packageJSON []byte) ([]byte, error) {
 		}
 	}
 	return format(pkg)
+}
+
+// argNames are the json names of kdap's own attach arguments (attach.Args).
+func argNames() []string {
+	var out []string
+	t := reflect.TypeOf(attach.Args{})
+	for i := 0; i < t.NumField(); i++ {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 func anySlice(v any) []any {

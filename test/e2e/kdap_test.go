@@ -138,12 +138,24 @@ func attachSession(t *testing.T, k *kdapProcess, ns, target, localRoot, file str
 // attachSessionWith is attachSession with the attach arguments given whole.
 func attachSessionWith(t *testing.T, k *kdapProcess, args map[string]any, file string, line int) *daptest.Client {
 	t.Helper()
+	return attachSessionInit(t, k, godap.InitializeRequestArguments{
+		ClientID: "e2e", AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path", SupportsProgressReporting: true}, args, file, line)
+}
+
+// attachSessionInit is attachSessionWith with the client's initialize
+// arguments (what the client says it supports) given.
+func attachSessionInit(t *testing.T, k *kdapProcess, init godap.InitializeRequestArguments, args map[string]any, file string, line int) *daptest.Client {
+	t.Helper()
 	c := k.connect(t)
-	c.ExpectResponse(t, c.Send("initialize", godap.InitializeRequestArguments{
-		ClientID: "e2e", AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path", SupportsProgressReporting: true}))
+	c.ExpectResponse(t, c.Send("initialize", init))
 	start := time.Now()
 	attach := c.Send("attach", args)
-	c.ExpectEvent(t, "initialized")
+	first := c.Expect(t, "initialized event", func(m *dap.Message) bool {
+		return m.Type == "event" && m.Event == "initialized" || m.Type == "response" && m.RequestSeq == attach && !m.Success
+	})
+	if first.Type == "response" {
+		t.Fatalf("attach failed: %s", first.ErrorText())
+	}
 	// As an IDE does: configure after "initialized", without waiting for the
 	// attach response (debugpy sends it only after configurationDone).
 	bpSeq := c.Send("setBreakpoints", godap.SetBreakpointsArguments{
@@ -153,9 +165,19 @@ func attachSessionWith(t *testing.T, k *kdapProcess, args map[string]any, file s
 	t.Logf("attach → attached and configured: %s", time.Since(start).Round(time.Millisecond))
 	var body godap.SetBreakpointsResponseBody
 	daptest.Decode(t, got[bpSeq], &body)
-	if len(body.Breakpoints) != 1 || !body.Breakpoints[0].Verified {
-		t.Fatalf("breakpoint at %s:%d not verified: %s", file, line, got[bpSeq].Raw)
+	if len(body.Breakpoints) != 1 {
+		t.Fatalf("setBreakpoints at %s:%d: %s", file, line, got[bpSeq].Raw)
 	}
+	if bp := body.Breakpoints[0]; !bp.Verified {
+		// js-debug answers before it has matched the loaded scripts, then
+		// verifies the breakpoint with a "breakpoint" event, as DAP allows.
+		c.Expect(t, fmt.Sprintf("breakpoint %d verified (setBreakpoints answered %s)", bp.Id, got[bpSeq].Raw), func(m *dap.Message) bool {
+			var ev godap.BreakpointEvent
+			return m.Type == "event" && m.Event == "breakpoint" && json.Unmarshal(m.Raw, &ev) == nil &&
+				ev.Body.Breakpoint.Id == bp.Id && ev.Body.Breakpoint.Verified
+		})
+	}
+	t.Logf("attach → breakpoint verified: %s", time.Since(start).Round(time.Millisecond))
 	return c
 }
 
@@ -192,7 +214,7 @@ func locals(t *testing.T, c *daptest.Client, frameID int) map[string]string {
 	daptest.Decode(t, sc, &scopes)
 	out := map[string]string{}
 	for _, s := range scopes.Scopes {
-		if !strings.HasPrefix(s.Name, "Locals") && !strings.HasPrefix(s.Name, "Arguments") {
+		if !strings.HasPrefix(s.Name, "Local") && !strings.HasPrefix(s.Name, "Arguments") { // Delve, debugpy: Locals; js-debug: "Local: FUNCTION"
 			continue
 		}
 		vr := c.ExpectResponse(t, c.Send("variables", godap.VariablesArguments{VariablesReference: s.VariablesReference}))
@@ -205,14 +227,21 @@ func locals(t *testing.T, c *daptest.Client, frameID int) map[string]string {
 	return out
 }
 
-// serviceForward forwards to the fixture's HTTP port.
+// serviceForward forwards to the fixture's HTTP port (the Go and Python
+// services': 8080).
 func serviceForward(t *testing.T, ns, pod string) string {
+	t.Helper()
+	return podForward(t, ns, pod, fixtures.GoHTTPPort)
+}
+
+// podForward forwards to a port of the pod and returns the local address.
+func podForward(t *testing.T, ns, pod string, port int) string {
 	t.Helper()
 	d, err := forward.Dialer(env.rest, forward.URL(env.clientset, ns, pod))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return forwardPort(t, d, fixtures.GoHTTPPort).Addr()
+	return forwardPort(t, d, port).Addr()
 }
 
 // getAsync fetches a URL in the background.

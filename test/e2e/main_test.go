@@ -8,14 +8,17 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 
 	"github.com/kdap/kdap/test/cluster/localcluster"
 	"github.com/kdap/kdap/test/fixtures"
@@ -31,6 +34,8 @@ var env struct {
 }
 
 func TestMain(m *testing.M) {
+	klog.LogToStderr(false)
+	klog.SetOutput(io.MultiWriter(os.Stderr, &clientGoLog))
 	if err := setUp(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e setup:", err)
 		os.Exit(1)
@@ -38,6 +43,43 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(filepath.Dir(env.kdap))
 	os.Exit(code)
+}
+
+// clientGoLog keeps what client-go logged (klog) in this process, for
+// tests that check how a port-forward connection failed inside the pod.
+var clientGoLog logTail
+
+// logTail keeps the last 256 KiB written to it.
+type logTail struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (l *logTail) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b = append(l.b, p...)
+	if len(l.b) > 256<<10 {
+		l.b = l.b[len(l.b)-256<<10:]
+	}
+	return len(p), nil
+}
+
+// Since returns what was logged after mark (a length from Len).
+func (l *logTail) Since(mark int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if mark > len(l.b) {
+		mark = 0
+	}
+	return string(l.b[mark:])
+}
+
+// Len marks the end of the log so far.
+func (l *logTail) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.b)
 }
 
 // setUp brings the cluster up (if it is not) and loads the fixture images.

@@ -53,7 +53,9 @@ func pyLocalCopy(t testing.TB) (root, pricing string) {
 // evaluate runs expr in a frame and returns the result.
 func evaluate(t *testing.T, c *daptest.Client, frameID int, expr string) string {
 	t.Helper()
-	r := c.ExpectResponse(t, c.Send("evaluate", godap.EvaluateArguments{Expression: expr, FrameId: frameID, Context: "repl"}))
+	// A map, not godap.EvaluateArguments: js-debug numbers frames from 0,
+	// which that struct's frameId would omit.
+	r := c.ExpectResponse(t, c.Send("evaluate", map[string]any{"expression": expr, "frameId": frameID, "context": "repl"}))
 	var body godap.EvaluateResponseBody
 	daptest.Decode(t, r, &body)
 	return body.Result

@@ -5,6 +5,7 @@
 // KDAP (binary), KUBECONFIG, NAMESPACE, POD, IMAGE (debugger image),
 // LOCAL_ROOT, FILE, LINE (the breakpoint), SERVICE (host:port of the pod's HTTP port).
 import { strict as assert } from 'assert';
+import { ChildProcess } from 'child_process';
 import * as http from 'http';
 import { after, before, test } from 'node:test';
 import { DebugClient } from '@vscode/debugadapter-testsupport';
@@ -24,6 +25,7 @@ const get = (path: string): Promise<string> => new Promise((resolve, reject) => 
 });
 
 let dc: DebugClient;
+let exited = false; // kdap dap on stdio ends by itself after the IDE's disconnect
 
 before(async () => {
   dc = new DebugClient(env('KDAP'), 'dap', 'kdap', {}, true);
@@ -32,8 +34,20 @@ before(async () => {
 });
 
 after(async () => {
-  await dc.stop();
+  if (!exited) {
+    await dc.stop(); // DebugClient's stop writes a disconnect: only to a kdap that still runs
+  }
 });
+
+/** adapterExit waits for the `kdap dap` process DebugClient started to exit, and returns its exit code. */
+function adapterExit(within: number): Promise<number | null> {
+  const proc = (dc as unknown as { _adapterProcess?: ChildProcess })._adapterProcess;
+  if (!proc || proc.exitCode !== null) return Promise.resolve(proc?.exitCode ?? null);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`kdap dap still runs ${within} ms after the disconnect`)), within);
+    proc.once('exit', (code) => { clearTimeout(timer); resolve(code); });
+  });
+}
 
 const t0 = Date.now();
 const mark = (what: string) => console.error(`adapter test: ${what} after ${Date.now() - t0} ms`);
@@ -73,5 +87,7 @@ test('breakpoint hit, stack, variables, continue, disconnect', async () => {
   // Disconnect leaves the service running, with no breakpoint armed.
   await dc.disconnectRequest({});
   mark('disconnected');
+  assert.equal(await adapterExit(10_000), 0, 'kdap dap exits with 0 after the disconnect');
+  exited = true;
   assert.match(await get('/hello?name=after'), /^hello, after/);
 });
