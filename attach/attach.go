@@ -280,6 +280,9 @@ func (a *Attacher) Attach(ctx context.Context, raw json.RawMessage, r dap.Report
 	} else if args.LocalRoot != "" && !rt.ExplicitMapping(raw) && len(t.Sources) > 0 && !strings.HasPrefix(t.Sources[0], args.LocalRoot) {
 		r.Output(fmt.Sprintf("kdap: no file under %s matches the program's sources (e.g. %s): set %q so breakpoints resolve", args.LocalRoot, t.Sources[0], rt.MappingKey()))
 	}
+	for _, w := range t.Warnings {
+		r.Output("kdap: warning: " + w)
+	}
 	conn, err := net.Dial("tcp", ep.Forward.Addr())
 	if err != nil {
 		ep.Forward.Close()

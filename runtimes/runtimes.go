@@ -129,7 +129,7 @@ func (r *Runtime) ExplicitMapping(args json.RawMessage) bool {
 func (r *Runtime) NeedsPtrace() bool { return r.Access == AccessPtrace }
 
 // All lists the runtimes kdap supports, in the order "auto" tries them.
-var All = []*Runtime{Go, Python}
+var All = []*Runtime{Go, Python, Node}
 
 // Lookup returns the runtime called name, or nil.
 func Lookup(name string) *Runtime {
@@ -211,6 +211,9 @@ type Target struct {
 	Sources []string `json:"sources,omitempty"` // the program's own source files, as recorded at build time (Go) or found under Root (Python)
 	UID     int      `json:"uid"`               // the process's user id
 	GID     int      `json:"gid"`               // the process's group id
+	// Warnings are problems that will not stop the session but will stop
+	// something the user expects (a breakpoint binding); kdap shows them.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // NotThisRuntimeError is a target that is not of the runtime asked for.

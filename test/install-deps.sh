@@ -2,13 +2,15 @@
 # Installs the Debian packages `make test` needs and the machine lacks
 # (`make test` runs this first; the test cluster installs its own):
 # gcc + libc6-dev for the static C fixture (test/fixtures/notgo), debootstrap
-# for the Python images (images/python), python3 and gdb for the runtimes
-# and agent unit tests; for the VS Code extension Node.js and npm, the headers
-# code-server's native modules build against, and Chromium for the
-# real-VS-Code test.
+# for the Debian root file system the Python and Node.js images take files
+# from (images/debian), python3 and gdb for the runtimes and agent unit
+# tests, npm to fetch Node.js and js-debug (images/node), ss (iproute2) to cut
+# a port-forward's connections in the Node.js fault test; for the VS Code
+# extension Node.js and npm, the headers code-server's native modules build
+# against, and Chromium for the real-VS-Code test.
 set -euo pipefail
 missing=""
-for cmd in gcc:gcc gdb:gdb debootstrap:debootstrap python3:python3 node:nodejs npm:npm chromium:chromium; do
+for cmd in gcc:gcc gdb:gdb debootstrap:debootstrap python3:python3 node:nodejs npm:npm ss:iproute2 chromium:chromium; do
   command -v "${cmd%%:*}" >/dev/null || missing="$missing ${cmd##*:}"
 done
 for pkg in libc6-dev libkrb5-dev libxkbfile-dev libsecret-1-dev libx11-dev pkg-config; do

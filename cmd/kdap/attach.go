@@ -54,10 +54,13 @@ func (o *AttachOptions) Run(ctx context.Context) error {
 	}
 	defer ep.Forward.Close()
 	t := ep.Status.Target
-	fmt.Fprintf(o.Err, "kdap: debugging pid %d (%s %s, %s) in pod %s/%s, container %s\n", t.PID, t.Runtime, t.Version, t.Exe, ep.Namespace, ep.Pod, ep.Container)
-	how := "connect a client of its debugger"
-	if rt := runtimes.Lookup(t.Runtime); rt != nil && rt.ConnectHint != nil {
-		how = rt.ConnectHint(t)
+	title, how := t.Runtime, "connect a client of its debugger"
+	if rt := runtimes.Lookup(t.Runtime); rt != nil {
+		title, how = rt.Title, rt.ConnectHint(t)
+	}
+	fmt.Fprintf(o.Err, "kdap: debugging pid %d (%s %s, %s) in pod %s/%s, container %s\n", t.PID, title, t.Version, t.Exe, ep.Namespace, ep.Pod, ep.Container)
+	for _, w := range t.Warnings {
+		fmt.Fprintln(o.Err, "kdap: warning:", w)
 	}
 	fmt.Fprintf(o.Out, "kdap: debugger listening at: %s (%s)\n", ep.Forward.Addr(), how)
 	select {

@@ -21,6 +21,7 @@ import (
 var ownFiles = map[string][]string{
 	"go":     {"runtimes/golang.go", "agent/delve.go", "images/go/"},
 	"python": {"runtimes/python.go", "agent/debugpy.go", "images/python/"},
+	"node":   {"runtimes/node.go", "agent/jsdebug.go", "agent/jssession.go", "agent/inspector.go", "images/node/"},
 }
 
 // TestRuntimeNamesStayInTheirFiles: the product's code (not its tests)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -60,11 +61,23 @@ func vscodeSetup(t *testing.T) {
 	}
 }
 
-// vscodeWorkspace is a workspace folder with a copy of the Go fixture and a
-// launch.json naming the pod.
+// vscodeWorkspace is a workspace folder with a copy of the Go fixture and
+// of the Node.js one (nodehttp/), and a launch.json naming the pods: the Go
+// pod, the picker, and the "shop" pod's Node.js and Go containers, alone
+// and as a compound.
 func vscodeWorkspace(t *testing.T, ns, pod string) (root, mainGo string) {
 	t.Helper()
 	root, mainGo = localCopy(t)
+	nodeRoot, _, _ := nodeJS.localCopy(t)
+	if err := os.Rename(nodeRoot, filepath.Join(root, "nodehttp")); err != nil {
+		t.Fatal(err)
+	}
+	shop := func(name, container, image, localRoot string) map[string]any {
+		return map[string]any{
+			"name": name, "type": "kdap", "request": "attach", "target": "pod/shop", "container": container, "namespace": ns,
+			"kubeconfig": env.cluster.Kubeconfig(), "image": image, "localRoot": localRoot,
+		}
+	}
 	launch := map[string]any{
 		"version": "0.2.0",
 		"configurations": []any{
@@ -77,6 +90,11 @@ func vscodeWorkspace(t *testing.T, ns, pod string) (root, mainGo string) {
 				"name": "kdap: pick a pod", "type": "kdap", "request": "attach",
 				"kubeconfig": env.cluster.Kubeconfig(), "image": fixtures.GoAgentImage,
 			},
+			shop("kdap: web", "web", fixtures.NodeAgentImage, "${workspaceFolder}/nodehttp"),
+			shop("kdap: api", "api", fixtures.GoAgentImage, "${workspaceFolder}"),
+		},
+		"compounds": []any{
+			map[string]any{"name": "kdap: web + api", "configurations": []string{"kdap: web", "kdap: api"}, "stopAll": true},
 		},
 	}
 	b, _ := json.MarshalIndent(launch, "", "  ")
@@ -116,9 +134,14 @@ func TestVSCodeExtensionInCodeServer(t *testing.T) {
 	vscodeSetup(t)
 	ns := newNamespace(t, nil)
 	createPod(t, ns, "gohttp", fixtures.GoHTTPImage)
+	createShop(t, ns)
 	svc := serviceForward(t, ns, "gohttp")
 	root, mainGo := vscodeWorkspace(t, ns, "gohttp")
 	line := lineOf(t, mainGo, "message := fmt.Sprintf")
+	nodeLines := struct{ pricing, checkout int }{
+		lineOf(t, filepath.Join(root, "nodehttp", "lib", "pricing.js"), nodeJS.line),
+		lineOf(t, filepath.Join(root, "nodehttp", "server.js"), "const url = `${goService}/hello"),
+	}
 
 	data, exts := t.TempDir(), t.TempDir()
 	os.MkdirAll(filepath.Join(data, "User"), 0o755)
@@ -176,17 +199,40 @@ func TestVSCodeExtensionInCodeServer(t *testing.T) {
 	artifacts := filepath.Join(env.repo, "test", "e2e", "artifacts")
 	os.MkdirAll(artifacts, 0o755)
 	shot := filepath.Join(artifacts, "vscode-stopped-at-breakpoint.png")
-	if got, want := runUI(t, url, root, svc, line, shot, "kdap: gohttp"), fmt.Sprintf("main.go %d", line); got != want {
+	goBP := fmt.Sprintf("test/fixtures/gohttp/main.go:%d", line)
+	goRun := uiRun{config: "kdap: gohttp", breakpoints: []string{goBP}, request: "/hello?name=ui", reply: "hello, ui"}
+	if got, want := runUI(t, url, root, svc, shot, goRun), []string{fmt.Sprintf("main.go %d", line)}; !slices.Equal(got, want) {
 		t.Fatalf("the editor shows the stop at %q, want %q", got, want)
 	}
 	t.Logf("the editor stopped at main.go:%d; screenshot: %s", line, shot)
 
 	// Again with the configuration that names no target: the picker.
 	shot = filepath.Join(artifacts, "vscode-picked-pod-stopped.png")
-	if got, want := runUI(t, url, root, svc, line, shot, "kdap: pick a pod", ns, "gohttp"), fmt.Sprintf("main.go %d", line); got != want {
+	goRun.config, goRun.pick = "kdap: pick a pod", []string{ns, "gohttp"}
+	if got, want := runUI(t, url, root, svc, shot, goRun), []string{fmt.Sprintf("main.go %d", line)}; !slices.Equal(got, want) {
 		t.Fatalf("after picking the pod, the editor shows the stop at %q, want %q", got, want)
 	}
 	t.Logf("picked %s → gohttp and stopped at main.go:%d; screenshot: %s", ns, line, shot)
+
+	// Node.js: a breakpoint in the JavaScript service stops there.
+	shop := podForward(t, ns, "shop", fixtures.NodeHTTPPort)
+	shot = filepath.Join(artifacts, "vscode-node-stopped.png")
+	nodeRun := uiRun{config: "kdap: web", breakpoints: []string{fmt.Sprintf("nodehttp/lib/pricing.js:%d", nodeLines.pricing)},
+		request: "/quote?items=", reply: "total: "}
+	if got, want := runUI(t, url, root, shop, shot, nodeRun), []string{fmt.Sprintf("pricing.js %d", nodeLines.pricing)}; !slices.Equal(got, want) {
+		t.Fatalf("the editor shows the Node.js stop at %q, want %q", got, want)
+	}
+	t.Logf("the editor stopped at pricing.js:%d; screenshot: %s", nodeLines.pricing, shot)
+
+	// The compound: a request to the Node.js service stops there first,
+	// then, once continued, in the Go service it calls.
+	shot = filepath.Join(artifacts, "vscode-node-then-go.png")
+	both := uiRun{config: "kdap: web + api", breakpoints: []string{fmt.Sprintf("nodehttp/server.js:%d", nodeLines.checkout), goBP},
+		stops: 2, sessions: 2, request: "/checkout?name=ui", reply: "checkout for ui"}
+	if got, want := runUI(t, url, root, shop, shot, both), []string{fmt.Sprintf("server.js %d", nodeLines.checkout), fmt.Sprintf("main.go %d", line)}; !slices.Equal(got, want) {
+		t.Fatalf("the compound stopped at %q, want %q", got, want)
+	}
+	t.Logf("the compound stopped in Node.js, then in Go; screenshots: %s", shot)
 
 	// kdap.trace: the DAP traffic is in the "kdap" output channel's log.
 	var traced []string
@@ -206,13 +252,30 @@ func TestVSCodeExtensionInCodeServer(t *testing.T) {
 	expectReply(t, getAsync(fmt.Sprintf("http://%s/hello?name=after", svc)), "hello, after", 10*time.Second)
 }
 
-// runUI runs test/ui/stop-at-breakpoint.mjs for one launch configuration,
-// sends requests to the service once the session starts, and returns where
-// the UI showed the stop ("main.go 22"); it checks that the stopped request
-// was answered after the script continued and disconnected.
-func runUI(t *testing.T, url, root, svc string, line int, shot, config string, pick ...string) string {
+// uiRun is one run of test/ui/stop-at-breakpoint.mjs.
+type uiRun struct {
+	config      string   // launch configuration or compound to start
+	breakpoints []string // FILE:LINE, relative to the workspace
+	stops       int      // stops the UI waits for, continuing after each
+	sessions    int      // sessions to disconnect at the end
+	request     string   // URL path sent (repeatedly, until the first stop) to svc
+	reply       string   // what the stopped request's reply starts with
+	pick        []string // namespace and pod to answer the picker with
+}
+
+// runUI runs the UI script for one launch configuration, sends requests to
+// the service once the session starts, and returns where the UI showed
+// each stop ("main.go 22"); it checks that the stopped request was
+// answered after the script continued and disconnected.
+func runUI(t *testing.T, url, root, svc, shot string, r uiRun) []string {
 	t.Helper()
-	args := append([]string{"test/ui/stop-at-breakpoint.mjs", url, root, "test/fixtures/gohttp/main.go", fmt.Sprint(line), config, shot}, pick...)
+	args := []string{"test/ui/stop-at-breakpoint.mjs", url, root, r.config, shot, "--stops", fmt.Sprint(max(r.stops, 1)), "--sessions", fmt.Sprint(max(r.sessions, 1))}
+	for _, bp := range r.breakpoints {
+		args = append(args, "--bp", bp)
+	}
+	if len(r.pick) == 2 {
+		args = append(args, "--pick", r.pick[0], r.pick[1])
+	}
 	ui := exec.Command("node", args...)
 	ui.Dir = vscodeTools.dir
 	ui.Stderr = &testWriter{t: t, prefix: ""}
@@ -224,7 +287,7 @@ func runUI(t *testing.T, url, root, svc string, line int, shot, config string, p
 	defer cancel()
 	go func() { <-ctx.Done(); ui.Process.Kill() }()
 
-	var stoppedAt string
+	var stoppedAt []string
 	var stopped sync.Once
 	stopSeen := make(chan struct{})
 	loopDone := make(chan struct{}) // closed when the request that stopped has its reply
@@ -247,12 +310,12 @@ func runUI(t *testing.T, url, root, svc string, line int, shot, config string, p
 						return
 					default:
 					}
-					replies <- <-getAsync(fmt.Sprintf("http://%s/hello?name=ui%d", svc, i))
+					replies <- <-getAsync(fmt.Sprintf("http://%s%s%d", svc, r.request, i))
 					time.Sleep(300 * time.Millisecond)
 				}
 			}()
 		case strings.HasPrefix(text, "STOPPED "):
-			stoppedAt = strings.TrimPrefix(text, "STOPPED ")
+			stoppedAt = append(stoppedAt, strings.TrimPrefix(text, "STOPPED "))
 			stopped.Do(func() { close(stopSeen) })
 		}
 	}
@@ -262,9 +325,9 @@ func runUI(t *testing.T, url, root, svc string, line int, shot, config string, p
 	select {
 	case <-loopDone:
 		close(replies)
-		for r := range replies {
-			if !strings.HasPrefix(r, "hello, ui") {
-				t.Errorf("reply %q", r)
+		for reply := range replies {
+			if !strings.HasPrefix(reply, r.reply) {
+				t.Errorf("reply %q, want it to start with %q", reply, r.reply)
 			}
 		}
 	case <-time.After(30 * time.Second):

@@ -1,16 +1,30 @@
 // Drives a real VS Code (code-server) in headless Chromium: opens the
-// workspace, sets a breakpoint from the editor, starts the launch
-// configuration through the kdap extension, and reads from the UI where the
+// workspace, sets breakpoints from the editor, starts a launch configuration
+// (or compound) through the kdap extension, and reads from the UI where the
 // debugger stopped. Prints STARTED when the session is starting (the caller
-// then sends the request that hits the breakpoint), STOPPED FILE LINE when
-// the UI shows the stop, CONTINUED after continuing.
-// With NAMESPACE and POD, the configuration names no target and the
+// then sends the request that hits the breakpoints), STOPPED TAB LINE each
+// time the UI shows a stop (it then continues), DONE after disconnecting.
+// --pick NAMESPACE POD: the configuration names no target and the
 // extension's picker is answered: namespace, then pod.
-// Usage: node stop-at-breakpoint.mjs URL FOLDER FILE LINE CONFIG SCREENSHOT [NAMESPACE POD]
+// --sessions N: how many sessions to disconnect at the end (a compound's).
+// Usage: node stop-at-breakpoint.mjs URL FOLDER CONFIG SCREENSHOT
+//          --bp FILE:LINE [--bp FILE:LINE …] [--stops N] [--sessions N] [--pick NAMESPACE POD]
 import { chromium } from 'playwright-core';
 
-const [url, folder, file, line, config, screenshot, pickNamespace, pickPod] = process.argv.slice(2);
+const [url, folder, config, screenshot, ...rest] = process.argv.slice(2);
+const breakpoints = [];
+let stops = 1;
+let sessions = 1;
+let pickNamespace, pickPod;
+for (let i = 0; i < rest.length; i++) {
+  if (rest[i] === '--bp') breakpoints.push(rest[++i]);
+  else if (rest[i] === '--stops') stops = Number(rest[++i]);
+  else if (rest[i] === '--sessions') sessions = Number(rest[++i]);
+  else if (rest[i] === '--pick') [pickNamespace, pickPod] = [rest[++i], rest[++i]];
+  else throw new Error(`unknown argument ${rest[i]}`);
+}
 const step = (what) => console.error(`ui: ${what}`);
+const shotFor = (n) => (n === 1 ? screenshot : screenshot.replace(/\.png$/, `-${n}.png`));
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
@@ -25,41 +39,46 @@ try {
   await page.waitForTimeout(1500); // let the workbench settle (extensions, keybindings)
 
   // Run a command from the command palette.
-  const command = async (name) => {
+  const command = async (name, timeout = 30_000) => {
     await page.keyboard.press('F1');
     const input = page.locator('.quick-input-widget input');
     await input.waitFor({ state: 'visible' });
     await input.fill(`>${name}`);
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor();
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor({ timeout });
     await page.keyboard.press('Enter');
   };
 
-  // Open the file at the line with Quick Open ("main.go:22") and toggle a
+  // Open each file at its line with Quick Open ("main.go:22") and toggle a
   // breakpoint there. Panels that load late can take the focus: retry.
-  const base = file.split('/').pop();
-  for (let attempt = 1; ; attempt++) {
-    await page.keyboard.press('Control+P');
-    const quick = page.locator('.quick-input-widget input');
-    await quick.waitFor({ state: 'visible' });
-    await quick.fill(`${base}:${line}`);
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: base }).first().waitFor();
-    await page.keyboard.press('Enter');
-    await page.locator('.statusbar-item', { hasText: `Ln ${line},` }).first().waitFor({ timeout: 10_000 });
-    step(`opened ${file} at line ${line}`);
-    if (await page.locator('.monaco-editor .codicon-debug-breakpoint').count() > 0) {
-      break; // set in an earlier run: VS Code keeps breakpoints per workspace
+  for (const bp of breakpoints) {
+    const [file, line] = bp.split(':');
+    const base = file.split('/').pop();
+    for (let attempt = 1; ; attempt++) {
+      await page.keyboard.press('Control+P');
+      const quick = page.locator('.quick-input-widget input');
+      await quick.waitFor({ state: 'visible' });
+      await quick.fill(`${file}:${line}`);
+      await page.locator('.quick-input-list .monaco-list-row', { hasText: base }).first().waitFor();
+      await page.keyboard.press('Enter');
+      await page.locator('.tabs-container .tab.active', { hasText: base }).first().waitFor({ timeout: 10_000 });
+      await page.locator('.statusbar-item', { hasText: `Ln ${line},` }).first().waitFor({ timeout: 10_000 });
+      step(`opened ${file} at line ${line}`);
+      const glyphs = page.locator('.editor-group-container.active .monaco-editor .codicon-debug-breakpoint');
+      if (await glyphs.count() > 0) {
+        break; // set in an earlier run: VS Code keeps breakpoints per workspace
+      }
+      await command('Debug: Toggle Breakpoint');
+      try {
+        await glyphs.first().waitFor({ timeout: 5_000 });
+        break;
+      } catch (e) {
+        if (attempt === 3) throw e;
+        step(`no breakpoint glyph yet (attempt ${attempt}); again`);
+      }
     }
-    await command('Debug: Toggle Breakpoint');
-    try {
-      await page.locator('.monaco-editor .codicon-debug-breakpoint').first().waitFor({ timeout: 5_000 });
-      break;
-    } catch (e) {
-      if (attempt === 3) throw e;
-      step(`no breakpoint glyph yet (attempt ${attempt}); again`);
-    }
+    step(`breakpoint set on ${file}:${line}`);
+    await page.keyboard.press('Control+Home'); // the cursor leaves the line: the stop must move it back
   }
-  step(`breakpoint set on line ${line}`);
-  await page.keyboard.press('Control+Home'); // the cursor leaves the line: the stop must move it back
 
   // Select the launch configuration and start it.
   await command('Debug: Select and Start Debugging');
@@ -77,23 +96,37 @@ try {
   console.log('STARTED');
   step(`started "${config}"`);
 
-  // The stop, as the UI shows it: the call stack says why, the editor
+  // Each stop, as the UI shows it: the call stack says why, the editor
   // marks the top frame's line and moves the cursor there.
-  await page.locator('.debug-call-stack', { hasText: /Paused on breakpoint/i }).first().waitFor({ timeout: 120_000 });
-  await page.locator('.monaco-editor .debug-top-stack-frame-line').first().waitFor({ timeout: 10_000 });
-  const thread = await page.locator('.debug-call-stack .monaco-list-row', { hasText: /Paused on breakpoint/i }).first().innerText();
-  const status = await page.locator('.statusbar-item', { hasText: /^Ln \d+, Col \d+/ }).first().innerText();
-  const tab = (await page.locator('.tabs-container .tab.active').first().innerText()).replace(/\s+/g, '');
-  step(`call stack: ${thread.replace(/\s+/g, ' ')}; editor: ${tab.trim()}, ${status}`);
-  const m = /Ln (\d+)/.exec(status);
-  await page.screenshot({ path: screenshot });
-  console.log(`STOPPED ${tab.trim()} ${m ? m[1] : '?'}`);
-
-  await command('Debug: Continue');
-  await page.locator('.debug-call-stack', { hasText: /Paused on breakpoint/i }).first().waitFor({ state: 'detached', timeout: 20_000 }).catch(() => {});
-  console.log('CONTINUED');
-  await command('Debug: Disconnect');
-  await page.waitForTimeout(1000);
+  // (Delve lists threads, one "PAUSED ON BREAKPOINT"; js-debug's one
+  // thread shows its frames under the view's header "Paused on breakpoint".)
+  const paused = page.getByText(/paused on breakpoint/i);
+  const topFrame = page.locator('.monaco-editor .debug-top-stack-frame-line');
+  for (let n = 1; n <= stops; n++) {
+    await paused.first().waitFor({ timeout: 120_000 });
+    await topFrame.first().waitFor({ timeout: 120_000 });
+    await page.waitForTimeout(300); // the editor moves the cursor to the frame
+    const thread = await page.locator('.debug-call-stack .monaco-list-row').first().innerText();
+    const status = await page.locator('.statusbar-item', { hasText: /^Ln \d+, Col \d+/ }).first().innerText();
+    const tab = (await page.locator('.tabs-container .tab.active').first().innerText()).replace(/\s+/g, '');
+    step(`stop ${n}: call stack: ${thread.replace(/\s+/g, ' ')}; editor: ${tab.trim()}, ${status}`);
+    const m = /Ln (\d+)/.exec(status);
+    await page.screenshot({ path: shotFor(n) });
+    console.log(`STOPPED ${tab.trim()} ${m ? m[1] : '?'}`);
+    await command('Debug: Continue');
+    await topFrame.first().waitFor({ state: 'detached', timeout: 20_000 }).catch(() => {});
+  }
+  // Disconnect every session (a compound's configurations are one each).
+  for (let i = 0; i < sessions; i++) {
+    try {
+      await command('Debug: Disconnect', i === 0 ? 30_000 : 3_000);
+    } catch (e) {
+      await page.keyboard.press('Escape');
+      break; // stopAll ended the compound's other sessions with the first
+    }
+    await page.waitForTimeout(1000);
+  }
+  console.log('DONE');
 } catch (e) {
   await page.screenshot({ path: screenshot.replace(/\.png$/, '-failure.png') }).catch(() => {});
   console.error(`ui: failed: ${e.message}`);

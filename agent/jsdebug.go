@@ -1,0 +1,208 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/kdap/kdap/runtimes"
+)
+
+func init() { register(runtimes.Node, newJSDebug) }
+
+// jsDebug runs Microsoft's js-debug standalone DAP server in the agent and
+// gives each client one session on it (see jsSession): the first session
+// opens the target's inspector with SIGUSR1, and when the last session has
+// ended — js-debug detached, the target resumed — the inspector is closed
+// again. js-debug itself stays up until the agent exits.
+//
+// Goroutines: js-debug's output scanner and waiter (while it runs), and per
+// client one jsSession with its readers, counted in sessions.
+type jsDebug struct {
+	node, server string // the Node.js that runs js-debug, and its server script
+	target       *runtimes.Target
+	log          io.Writer
+
+	startMu sync.Mutex // serialises starting js-debug
+	mu      sync.Mutex // guards the fields below
+	cmd     *exec.Cmd
+	addr    string
+
+	inspMu   sync.Mutex // guards the inspector and the session count; held while it opens or closes
+	insp     *inspector // open while sessions run
+	sessions int
+	closed   chan struct{} // closed when the inspector is closed after the last session
+}
+
+func newJSDebug(cfg Config, t *runtimes.Target) (debugger, error) {
+	node := cfg.setting(runtimes.NodeBinEnv, runtimes.NodeBinDefault)
+	server := cfg.setting(runtimes.JSDebugEnv, runtimes.JSDebugDefault)
+	if err := requireFiles(runtimes.Node, node, server); err != nil {
+		return nil, err
+	}
+	return &jsDebug{node: node, server: server, target: t, log: cfg.Log}, nil
+}
+
+func (j *jsDebug) state() string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.cmd == nil {
+		return "not started"
+	}
+	return "running"
+}
+
+// ensure starts js-debug's DAP server on a loopback port, unless it runs.
+func (j *jsDebug) ensure(ctx context.Context, logf func(string, ...any)) (string, error) {
+	j.startMu.Lock()
+	defer j.startMu.Unlock()
+	j.mu.Lock()
+	cmd, addr := j.cmd, j.addr
+	j.mu.Unlock()
+	if cmd != nil {
+		return addr, nil
+	}
+	start := time.Now()
+	cmd = exec.Command(j.node, j.server, "0", "127.0.0.1")
+	// js-debug must not outlive the agent: when it ends, its inspector
+	// sessions end and the target resumes (measured: 10–45 ms).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	var output tailBuffer
+	cmd.Stderr = io.MultiWriter(j.log, &output)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("start js-debug (%s %s): %w", j.node, j.server, err)
+	}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(j.log, "js-debug:", line)
+			fmt.Fprintln(&output, line)
+			if _, a, ok := strings.Cut(line, "Debug server listening at "); ok {
+				select {
+				case found <- strings.TrimSpace(a):
+				default:
+				}
+			}
+		}
+	}()
+	exited := make(chan struct{})
+	go func() {
+		err := cmd.Wait()
+		logf("js-debug exited: %v", err)
+		j.mu.Lock()
+		if j.cmd == cmd {
+			j.cmd = nil
+		}
+		j.mu.Unlock()
+		close(exited)
+	}()
+	select {
+	case addr := <-found:
+		j.mu.Lock()
+		j.cmd, j.addr = cmd, addr
+		j.mu.Unlock()
+		logf("js-debug serves DAP at %s (started in %s)", addr, time.Since(start).Round(time.Millisecond))
+		return addr, nil
+	case <-exited:
+		return "", fmt.Errorf("js-debug exited while starting: %s", output.String())
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		return "", errors.New("js-debug did not start serving within 30s")
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		return "", ctx.Err()
+	}
+}
+
+// connect opens the target's inspector (the first session does), and
+// returns one end of an in-process connection whose other end a jsSession
+// serves: the client sees one DAP session.
+func (j *jsDebug) connect(ctx context.Context, logf func(string, ...any)) (net.Conn, error) {
+	addr, err := j.ensure(ctx, logf)
+	if err != nil {
+		return nil, err
+	}
+	j.inspMu.Lock()
+	defer j.inspMu.Unlock()
+	if j.insp == nil {
+		if j.insp, err = openInspector(j.target.PID, logf); err != nil {
+			return nil, err
+		}
+		j.closed = make(chan struct{})
+	}
+	j.sessions++
+	ours, theirs := net.Pipe()
+	s := &jsSession{client: theirs, server: addr, relay: j.insp.relayAddr(), target: j.target, logf: logf}
+	go func() {
+		s.run()
+		j.sessionEnded(logf)
+	}()
+	return ours, nil
+}
+
+// sessionEnded closes the inspector when the last session is over.
+func (j *jsDebug) sessionEnded(logf func(string, ...any)) {
+	j.inspMu.Lock()
+	defer j.inspMu.Unlock()
+	j.sessions--
+	if j.sessions > 0 || j.insp == nil {
+		return
+	}
+	if err := j.insp.end(logf); err != nil {
+		logf("%v", err)
+	}
+	j.insp = nil
+	close(j.closed)
+}
+
+// release waits (at most 5 s) until the last session has let go of the
+// target and closed the inspector.
+func (j *jsDebug) release(logf func(string, ...any)) error {
+	j.inspMu.Lock()
+	closed := j.closed
+	j.inspMu.Unlock()
+	if closed == nil {
+		return nil
+	}
+	select {
+	case <-closed:
+		j.inspMu.Lock()
+		if j.closed == closed {
+			j.closed = nil
+		}
+		j.inspMu.Unlock()
+		logf("no client left: js-debug has let go of the target and its inspector is closed")
+		return nil
+	case <-time.After(5 * time.Second):
+		return errors.New("a js-debug session is still ending after 5s")
+	}
+}
+
+// detach releases the target and stops js-debug before the agent exits.
+func (j *jsDebug) detach(logf func(string, ...any)) error {
+	j.startMu.Lock() // wait for a start under way; no new one after this
+	defer j.startMu.Unlock()
+	err := j.release(logf)
+	j.mu.Lock()
+	cmd := j.cmd
+	j.mu.Unlock()
+	if cmd != nil {
+		cmd.Process.Signal(syscall.SIGTERM) // no session is left: nothing holds the target
+	}
+	logf("js-debug stopped; the target runs on")
+	return err
+}

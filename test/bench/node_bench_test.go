@@ -1,0 +1,278 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	godap "github.com/google/go-dap"
+
+	"github.com/kdap/kdap/agent"
+	"github.com/kdap/kdap/dap"
+	"github.com/kdap/kdap/dap/daptest"
+	nodeimage "github.com/kdap/kdap/images/node"
+	"github.com/kdap/kdap/runtimes"
+)
+
+// BenchmarkNodeRoundTrip compares DAP requests while the Node.js fixture
+// is paused at a breakpoint, in the same run: "direct" is js-debug attached
+// straight to the target's inspector, as a user would attach it by hand
+// (its own server, the client answering startDebugging itself); "kdap" is
+// a kdap session through the agent, whose relay to the inspector
+// acknowledges at once (TCP_QUICKACK). Both use the same js-debug build.
+func BenchmarkNodeRoundTrip(b *testing.B) {
+	dist, err := nodeimage.FetchDist(context.Background(), io.Discard)
+	if err != nil {
+		b.Fatal(err)
+	}
+	node := filepath.Join(dist.Node, "bin", "node")
+	server := filepath.Join(dist.JSDebug, "vsDebugServer.js")
+	fixture, _ := filepath.Abs("../fixtures/nodehttp")
+	pricing := filepath.Join(fixture, "lib", "pricing.js")
+	line := lineOf(b, pricing, "const total = items * unit")
+	target := startNodeTarget(b, node, fixture)
+
+	results := map[string]map[string]float64{}
+	for _, path := range []string{"kdap", "direct"} {
+		var c *daptest.Client
+		var cleanup func()
+		if path == "kdap" {
+			c, cleanup = nodeThroughKdap(b, target, node, server, fixture)
+		} else {
+			c, cleanup = nodeDirect(b, target, node, server)
+		}
+		c.Timeout = time.Minute
+		bp := c.ExpectResponse(b, c.Send("setBreakpoints", godap.SetBreakpointsArguments{Source: godap.Source{Path: pricing}, Breakpoints: []godap.SourceBreakpoint{{Line: line}}}))
+		if !strings.Contains(string(bp.Raw), `"verified":true`) {
+			b.Fatalf("%s: breakpoint not verified: %s", path, bp.Raw)
+		}
+		go target.get("/quote?items=3")
+		stopped := c.ExpectEvent(b, "stopped")
+		var sb godap.StoppedEventBody
+		daptest.Decode(b, stopped, &sb)
+		st := c.ExpectResponse(b, c.Send("stackTrace", godap.StackTraceArguments{ThreadId: sb.ThreadId, Levels: 20}))
+		var stack godap.StackTraceResponseBody
+		daptest.Decode(b, st, &stack)
+		frame := stack.StackFrames[0].Id
+		sc := c.ExpectResponse(b, c.Send("scopes", map[string]any{"frameId": frame}))
+		var scopes godap.ScopesResponseBody
+		daptest.Decode(b, sc, &scopes)
+		requests := []struct {
+			name string
+			args any
+		}{
+			{"stackTrace", godap.StackTraceArguments{ThreadId: sb.ThreadId, Levels: 20}},
+			{"variables", godap.VariablesArguments{VariablesReference: scopes.Scopes[0].VariablesReference}},
+			{"evaluate", map[string]any{"expression": "items * unit + 1", "frameId": frame, "context": "repl"}},
+		}
+		for _, r := range requests {
+			b.Run(r.name+"/"+path, func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					c.ExpectResponse(b, c.Send(r.name, r.args))
+				}
+				if results[r.name] == nil {
+					results[r.name] = map[string]float64{}
+				}
+				results[r.name][path] = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+			})
+		}
+		c.ExpectResponse(b, c.Send("continue", godap.ContinueArguments{ThreadId: sb.ThreadId}))
+		c.ExpectAnyResponse(b, c.Send("disconnect", godap.DisconnectArguments{}))
+		cleanup()
+	}
+	for _, r := range []string{"stackTrace", "variables", "evaluate"} {
+		d, k := results[r]["direct"], results[r]["kdap"]
+		if d > 0 && k > 0 {
+			fmt.Printf("node round trip %-10s js-debug direct %7.3f ms   through kdap %7.3f ms   ratio %.2f\n", r, d/1e6, k/1e6, k/d)
+		}
+	}
+}
+
+// nodeTarget is the Node.js fixture running here.
+type nodeTarget struct {
+	pid, inspector int
+	http           string
+}
+
+func (t nodeTarget) get(path string) {
+	if resp, err := (&http.Client{Timeout: time.Minute}).Get("http://" + t.http + path); err == nil {
+		resp.Body.Close()
+	}
+}
+
+// startNodeTarget runs the fixture, its inspector (SIGUSR1) on a free port.
+func startNodeTarget(b *testing.B, node, dir string) nodeTarget {
+	t := nodeTarget{http: freeAddr(b), inspector: freePort(b)}
+	_, port, _ := net.SplitHostPort(t.http)
+	cmd := exec.Command(node, fmt.Sprintf("--inspect-port=127.0.0.1:%d", t.inspector), "server.js")
+	cmd.Dir, cmd.Env = dir, append(os.Environ(), "PORT="+port)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() {
+		b.Fatal("the Node.js fixture did not start")
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	t.pid = cmd.Process.Pid
+	return t
+}
+
+// nodeThroughKdap runs the agent in-process on the target and a kdap
+// session on it; it returns the IDE's client, attached and configured.
+func nodeThroughKdap(b *testing.B, t nodeTarget, node, server, root string) (*daptest.Client, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- agent.Run(ctx, agent.Config{Listen: "127.0.0.1:0", TTL: time.Hour, PID: t.pid, Runtime: runtimes.Node.Name, Log: io.Discard,
+			Getenv: func(k string) string {
+				return map[string]string{runtimes.NodeBinEnv: node, runtimes.JSDebugEnv: server}[k]
+			},
+			Ready: func(a string) { ready <- a }})
+	}()
+	var agentAddr string
+	select {
+	case agentAddr = <-ready:
+	case err := <-done:
+		b.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", agentAddr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	args, _ := json.Marshal(map[string]any{"localRoot": root, "remoteRoot": root})
+	go func() {
+		ide, err := ln.Accept()
+		ln.Close()
+		if err == nil {
+			dap.Serve(context.Background(), ide, fixedAttacherArgs{conn, args}, dap.Options{})
+		}
+	}()
+	ide, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := daptest.NewClient(ide)
+	c.Timeout = time.Minute
+	c.ExpectResponse(b, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
+	attach := c.Send("attach", map[string]any{})
+	c.ExpectEvent(b, "initialized")
+	c.ExpectResponses(b, c.Send("configurationDone", nil), attach)
+	return c, func() { ide.Close(); cancel(); <-done }
+}
+
+// fixedAttacherArgs hands the session an open connection and the debugger's
+// attach arguments.
+type fixedAttacherArgs struct {
+	conn net.Conn
+	args json.RawMessage
+}
+
+func (a fixedAttacherArgs) Attach(context.Context, json.RawMessage, dap.Reporter) (*dap.Debugger, error) {
+	return &dap.Debugger{Conn: a.conn, AttachArguments: a.args}, nil
+}
+
+// nodeDirect opens the target's inspector with SIGUSR1, starts js-debug's
+// server and attaches it straight to the inspector as a DAP client that
+// answers startDebugging does: it returns the child session's client.
+func nodeDirect(b *testing.B, t nodeTarget, node, server string) (*daptest.Client, func()) {
+	if err := syscall.Kill(t.pid, syscall.SIGUSR1); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", t.inspector)); err == nil {
+			c.Close()
+			break
+		}
+		if i > 300 {
+			b.Fatal("the inspector did not open")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd := exec.Command(node, server, "0", "127.0.0.1")
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	var addr string
+	for sc.Scan() {
+		if _, a, ok := strings.Cut(sc.Text(), "Debug server listening at "); ok {
+			addr = strings.TrimSpace(a)
+			break
+		}
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	dial := func() *daptest.Client {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := daptest.NewClient(conn)
+		c.Timeout = time.Minute
+		c.ExpectResponse(b, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "pwa-node", LinesStartAt1: true, ColumnsStartAt1: true,
+			PathFormat: "path", SupportsStartDebuggingRequest: true}))
+		return c
+	}
+	parent := dial()
+	parent.Send("attach", map[string]any{"type": "pwa-node", "request": "attach", "address": "127.0.0.1", "port": t.inspector, "restart": false})
+	parent.ExpectEvent(b, "initialized")
+	parent.Send("configurationDone", nil)
+	req := parent.ExpectRequest(b, "startDebugging")
+	var sd struct {
+		Arguments struct {
+			Configuration json.RawMessage `json:"configuration"`
+		} `json:"arguments"`
+	}
+	json.Unmarshal(req.Raw, &sd)
+	resp, _ := json.Marshal(map[string]any{"seq": parent.NextSeq(), "type": "response", "request_seq": req.Seq, "command": "startDebugging", "success": true})
+	parent.SendRaw(resp)
+	child := dial()
+	attach := child.Send("attach", sd.Arguments.Configuration)
+	child.ExpectEvent(b, "initialized")
+	child.ExpectResponses(b, child.Send("configurationDone", nil), attach)
+	return child, func() {
+		parent.ExpectAnyResponse(b, parent.Send("terminate", map[string]any{}))
+		child.Close()
+		parent.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+}
+
+func freeAddr(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func freePort(b *testing.B) int {
+	_, p, _ := net.SplitHostPort(freeAddr(b))
+	var n int
+	fmt.Sscan(p, &n)
+	return n
+}
