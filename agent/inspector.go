@@ -219,22 +219,10 @@ func (i *inspector) end(logf func(string, ...any)) error {
 	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if owner, found := portOwner(p); !found || owner != i.pid {
 			logf("closed the target's inspector at %s", i.addr)
-			go i.watchReopen(p, logf)
 			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the target's inspector at %s is still open after process._debugEnd() (%v)", i.addr, err)
-		}
-	}
-}
-
-// watchReopen logs it if the port listens again within 3 s of closing
-// (seen once in ≈ 30 sessions, cause unknown): the log then says so.
-func (i *inspector) watchReopen(port int, logf func(string, ...any)) {
-	for start := time.Now(); time.Since(start) < 3*time.Second; time.Sleep(20 * time.Millisecond) {
-		if owner, found := portOwner(port); found {
-			logf("port %d of the pod listens again %s after kdap closed the target's inspector (owner pid %d)", port, time.Since(start).Round(time.Millisecond), owner)
-			return
 		}
 	}
 }

@@ -556,7 +556,11 @@ func (s *jsSession) addPeer(name string, conn net.Conn) *jsPeer {
 			var in jsIncoming
 			in.from = name
 			if err == nil {
-				in.msg, err = dap.Parse(raw)
+				var bad error
+				if in.msg, bad = dap.Parse(raw); bad != nil {
+					s.logf("ignored a message from the %s: %v", name, bad) // one bad message ends nothing
+					continue
+				}
 			}
 			in.err = err
 			select {

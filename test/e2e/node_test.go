@@ -293,7 +293,7 @@ func noReverseRequest(t *testing.T, c *daptest.Client, command string) {
 	}
 }
 
-// expectInspectorClosed checks, within 3 s, that nothing in the pod
+// expectInspectorClosed checks, within 5 s, that nothing in the pod
 // listens on Node.js's inspector port any more: a forwarded connection to
 // 127.0.0.1:9229 is refused inside the pod (client-go logs the kubelet's
 // "connection refused" and ends the forward).
@@ -304,7 +304,9 @@ func expectInspectorClosed(t *testing.T, ns, pod string) {
 		t.Fatal(err)
 	}
 	last := "nothing tried"
-	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	// kdap answers the IDE's disconnect before the agent closes the
+	// inspector (a few ms later): the first tries may still find it open.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		mark := clientGoLog.Len()
 		f, err := forward.Start(context.Background(), d, 0, runtimes.DefaultInspectorPort)
 		if err != nil {
@@ -319,9 +321,11 @@ func expectInspectorClosed(t *testing.T, ns, pod string) {
 		buf := make([]byte, 64)
 		n, _ := conn.Read(buf)
 		conn.Close()
-		select {
-		case <-f.Done():
-		case <-time.After(3 * time.Second):
+		if n == 0 { // refused: client-go ends the forward and logs why
+			select {
+			case <-f.Done():
+			case <-time.After(3 * time.Second):
+			}
 		}
 		f.Close()
 		logged := clientGoLog.Since(mark)
