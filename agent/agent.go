@@ -434,7 +434,7 @@ func switchToTargetUser(pid int, logf func(string, ...any)) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
-	uid, gid := processOwner(pid)
+	uid, gid := runtimes.ProcessIDs(pid)
 	if uid <= 0 {
 		return nil
 	}
@@ -449,24 +449,4 @@ func switchToTargetUser(pid int, logf func(string, ...any)) error {
 	}
 	logf("running as the target's user %d:%d", uid, gid)
 	return nil
-}
-
-// processOwner is pid's real uid and gid, from /proc/PID/status (readable
-// by anyone).
-func processOwner(pid int) (uid, gid int) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return -1, -1
-	}
-	uid, gid = -1, -1
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 && f[0] == "Uid:" {
-			uid, _ = strconv.Atoi(f[1])
-		}
-		if len(f) >= 2 && f[0] == "Gid:" {
-			gid, _ = strconv.Atoi(f[1])
-		}
-	}
-	return uid, gid
 }

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,9 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/go-delve/delve/service/rpc2"
@@ -77,62 +74,30 @@ func (d *delve) ensure(ctx context.Context, logf func(string, ...any)) (string, 
 	args := runtimes.DelveCommand(d.bin, d.pid)
 	cmd = exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), runtimes.DelveEnv...)
-	var output tailBuffer // Delve's own words, for the error if it fails
-	cmd.Stderr = io.MultiWriter(d.log, &output)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", err
-	}
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("start %s: %w", d.bin, err)
-	}
 	// Delve prints "API server listening at: 127.0.0.1:PORT" once it serves.
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(d.log, "dlv:", line)
-			fmt.Fprintln(&output, line)
-			if _, addr, ok := strings.Cut(line, "API server listening at: "); ok {
-				select {
-				case found <- strings.TrimSpace(addr):
-				default:
-				}
-			}
-		}
-	}()
-	exited := make(chan struct{})
-	go func() {
-		err := cmd.Wait()
+	srv, err := startServer(ctx, cmd, "dlv", "API server listening at: ", d.log, 60*time.Second, func(err error) {
 		logf("dlv exited: %v", err)
 		d.mu.Lock()
 		if d.cmd == cmd {
 			d.cmd = nil
 		}
 		d.mu.Unlock()
-		close(exited)
-	}()
-	select {
-	case addr := <-found:
-		d.mu.Lock()
-		d.cmd, d.addr, d.exited = cmd, addr, exited
-		d.mu.Unlock()
-		if err := resume(addr); err != nil {
-			return "", fmt.Errorf("resuming the target after attaching: %w", err)
-		}
-		logf("dlv attached to pid %d in %s, serving at %s; target resumed", d.pid, time.Since(start).Round(time.Millisecond), addr)
-		return addr, nil
-	case <-exited:
-		return "", fmt.Errorf("dlv exited while attaching to pid %d: %s (the debugger container needs SYS_PTRACE, or to run as the target's user on a node whose kernel.yama.ptrace_scope is 0)", d.pid, output.String())
-	case <-time.After(60 * time.Second):
-		cmd.Process.Signal(syscall.SIGTERM)
-		return "", errors.New("dlv did not start serving within 60s")
-	case <-ctx.Done():
-		cmd.Process.Signal(syscall.SIGTERM)
-		return "", ctx.Err()
+	})
+	if errors.Is(err, errExitedEarly) {
+		return "", fmt.Errorf("dlv exited while attaching to pid %d: %s (the debugger container needs SYS_PTRACE, or to run as the target's user on a node whose kernel.yama.ptrace_scope is 0)", d.pid, srv.output.String())
 	}
+	if err != nil {
+		return "", err
+	}
+	d.mu.Lock()
+	d.cmd, d.addr, d.exited = cmd, srv.addr, srv.exited
+	d.mu.Unlock()
+	if err := resume(srv.addr); err != nil {
+		return "", fmt.Errorf("resuming the target after attaching: %w", err)
+	}
+	logf("dlv attached to pid %d in %s, serving at %s; target resumed", d.pid, time.Since(start).Round(time.Millisecond), srv.addr)
+	return srv.addr, nil
 }
 
 // resume continues the target that `dlv attach` halted, on a JSON-RPC
@@ -237,26 +202,4 @@ func (d *delve) detach(logf func(string, ...any)) error {
 	}
 	logf("dlv detached (cleared %d breakpoints); the target runs on", cleared)
 	return nil
-}
-
-// tailBuffer keeps the last 2 KiB written to it, safe for concurrent use.
-type tailBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > 2048 {
-		t.b = t.b[len(t.b)-2048:]
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return strings.TrimSpace(string(t.b))
 }

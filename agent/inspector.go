@@ -362,7 +362,7 @@ func portTakenError(pid, port, owner int) error {
 
 func signalError(pid int, err error) error {
 	if errors.Is(err, syscall.EPERM) {
-		uid, _ := processOwner(pid)
+		uid, _ := runtimes.ProcessIDs(pid)
 		return fmt.Errorf("may not send SIGUSR1 to the target (pid %d, uid %d): %v; the debugger container must run as the target's user, or as root with CAP_KILL: set runAsUser in the pod's securityContext",
 			pid, uid, err)
 	}

@@ -1,14 +1,12 @@
 package agent
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os/exec"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -75,57 +73,25 @@ func (j *jsDebug) ensure(ctx context.Context, logf func(string, ...any)) (string
 	// js-debug must not outlive the agent: when it ends, its inspector
 	// sessions end and the target resumes (measured: 10–45 ms).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	var output tailBuffer
-	cmd.Stderr = io.MultiWriter(j.log, &output)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", err
-	}
-	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("start js-debug (%s %s): %w", j.node, j.server, err)
-	}
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(j.log, "js-debug:", line)
-			fmt.Fprintln(&output, line)
-			if _, a, ok := strings.Cut(line, "Debug server listening at "); ok {
-				select {
-				case found <- strings.TrimSpace(a):
-				default:
-				}
-			}
-		}
-	}()
-	exited := make(chan struct{})
-	go func() {
-		err := cmd.Wait()
+	srv, err := startServer(ctx, cmd, "js-debug", "Debug server listening at ", j.log, 30*time.Second, func(err error) {
 		logf("js-debug exited: %v", err)
 		j.mu.Lock()
 		if j.cmd == cmd {
 			j.cmd = nil
 		}
 		j.mu.Unlock()
-		close(exited)
-	}()
-	select {
-	case addr := <-found:
-		j.mu.Lock()
-		j.cmd, j.addr = cmd, addr
-		j.mu.Unlock()
-		logf("js-debug serves DAP at %s (started in %s)", addr, time.Since(start).Round(time.Millisecond))
-		return addr, nil
-	case <-exited:
-		return "", fmt.Errorf("js-debug exited while starting: %s", output.String())
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		return "", errors.New("js-debug did not start serving within 30s")
-	case <-ctx.Done():
-		cmd.Process.Kill()
-		return "", ctx.Err()
+	})
+	if errors.Is(err, errExitedEarly) {
+		return "", fmt.Errorf("js-debug exited while starting: %s", srv.output.String())
 	}
+	if err != nil {
+		return "", err
+	}
+	j.mu.Lock()
+	j.cmd, j.addr = cmd, srv.addr
+	j.mu.Unlock()
+	logf("js-debug serves DAP at %s (started in %s)", srv.addr, time.Since(start).Round(time.Millisecond))
+	return srv.addr, nil
 }
 
 // connect opens the target's inspector (the first session does), and

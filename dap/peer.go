@@ -8,66 +8,72 @@ import (
 	"time"
 )
 
-// peer is one side of a session: the IDE or the debugger. It owns two
-// goroutines: a reader that hands messages to the session's loop, and the
-// connection's only writer, fed by a queue so that the loop never blocks on
-// a peer that is not reading (two peers blocked writing to each other would
-// otherwise deadlock the session).
-type peer struct {
+// Peer is one side of a relay: a DAP connection with its own seq numbers.
+// It owns two goroutines: a reader that hands messages to In, and the
+// connection's only writer, fed by a queue so that whoever relays never
+// blocks on a peer that is not reading (two peers blocked writing to each
+// other would otherwise deadlock the relay). The kdap session uses it for
+// the IDE and the debugger; the agent's js-debug session for its three
+// connections.
+type Peer struct {
 	name  string
 	conn  io.ReadWriteCloser
-	in    chan incoming // filled by the reader goroutine, drained by the loop
+	in    chan Incoming // filled by the reader goroutine
 	trace io.Writer
 
 	mu      sync.Mutex // orders seq allocation with queueing
-	seq     int        // last seq kdap used towards this peer
+	seq     int        // last seq used towards this peer
 	queue   [][]byte
+	closing bool
 	wake    chan struct{} // capacity 1: the queue has something
-	flush   chan struct{} // closed at shutdown: write what is queued, then stop
+	flush   chan struct{} // closed by Close: write what is queued, then stop
 	stopped chan struct{} // closed when the writer goroutine ends
 	werr    error         // first write error; later sends fail with it
 }
 
-// incoming is what the reader goroutine hands the loop: a message, a
-// message that is not DAP (bad), or the end of the stream (err).
-type incoming struct {
-	msg *Message
-	bad error
-	err error
+// Incoming is what a Peer's reader hands over: a message, a message that
+// is not DAP (Bad: the stream goes on), or the end of the stream (Err).
+type Incoming struct {
+	Msg *Message
+	Bad error
+	Err error
 }
 
-// newPeer wraps conn and starts its reader and writer goroutines. The reader
-// ends when conn is closed or s.done is closed; the writer when flush is
-// closed (after writing what is queued) or a write fails.
-func (s *session) newPeer(name string, conn io.ReadWriteCloser) *peer {
-	p := &peer{
-		name: name, conn: conn, in: make(chan incoming), trace: s.opts.Trace,
+// NewPeer wraps conn and starts its reader and writer, counted in wg. The
+// reader ends at the end of the stream or when done is closed; the writer
+// when Close has written what is queued, or a write fails. trace, if set,
+// gets every message both ways, marked with name.
+func NewPeer(name string, conn io.ReadWriteCloser, trace io.Writer, done <-chan struct{}, wg *sync.WaitGroup) *Peer {
+	p := &Peer{
+		name: name, conn: conn, in: make(chan Incoming), trace: trace,
 		wake: make(chan struct{}, 1), flush: make(chan struct{}), stopped: make(chan struct{}),
 	}
-	s.peers = append(s.peers, p)
-	s.wg.Add(2)
+	wg.Add(2)
 	go func() {
-		defer s.wg.Done()
-		p.readLoop(s.done)
+		defer wg.Done()
+		p.readLoop(done)
 	}()
 	go func() {
-		defer s.wg.Done()
+		defer wg.Done()
 		p.writeLoop()
 	}()
 	return p
 }
 
-func (p *peer) readLoop(done <-chan struct{}) {
+// In delivers what the peer sends, then one Incoming with Err.
+func (p *Peer) In() <-chan Incoming { return p.in }
+
+func (p *Peer) readLoop(done <-chan struct{}) {
 	r := NewReader(p.conn)
 	for {
 		raw, err := r.Read()
-		var in incoming
+		var in Incoming
 		switch {
 		case err != nil:
-			in.err = err
+			in.Err = err
 		default:
 			p.traceMsg("←", raw)
-			in.msg, in.bad = Parse(raw)
+			in.Msg, in.Bad = Parse(raw)
 		}
 		select {
 		case p.in <- in:
@@ -80,7 +86,7 @@ func (p *peer) readLoop(done <-chan struct{}) {
 	}
 }
 
-func (p *peer) writeLoop() {
+func (p *Peer) writeLoop() {
 	defer close(p.stopped)
 	w := NewWriter(p.conn)
 	for {
@@ -99,7 +105,7 @@ func (p *peer) writeLoop() {
 				p.mu.Lock()
 				p.werr = fmt.Errorf("writing to the %s: %w", p.name, err)
 				p.mu.Unlock()
-				p.conn.Close() // the reader sees the end; the loop reacts
+				p.conn.Close() // the reader sees the end; the owner reacts
 				return
 			}
 		}
@@ -109,13 +115,12 @@ func (p *peer) writeLoop() {
 	}
 }
 
-// close writes what is queued (waiting at most grace for a peer that does
-// not read) and closes the connection.
-func (p *peer) close(grace time.Duration) {
+// Close writes what is queued (waiting at most grace for a peer that does
+// not read) and closes the connection. It is idempotent.
+func (p *Peer) Close(grace time.Duration) {
 	p.mu.Lock()
-	select {
-	case <-p.flush:
-	default:
+	if !p.closing {
+		p.closing = true
 		close(p.flush)
 	}
 	p.mu.Unlock()
@@ -126,9 +131,9 @@ func (p *peer) close(grace time.Duration) {
 	p.conn.Close()
 }
 
-// relay queues m with a fresh seq (and requestSeq for a response) and
-// returns the seq used.
-func (p *peer) relay(m *Message, requestSeq int) (int, error) {
+// Relay queues m with a fresh seq (and requestSeq for a response), then
+// rewritten by rewrite if it is set, and returns the seq used.
+func (p *Peer) Relay(m *Message, requestSeq int, rewrite func([]byte) []byte) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.werr != nil {
@@ -139,8 +144,13 @@ func (p *peer) relay(m *Message, requestSeq int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if rewrite != nil {
+		raw = rewrite(raw)
+	}
 	p.traceMsg("→", raw)
-	p.queue = append(p.queue, raw)
+	if !p.closing {
+		p.queue = append(p.queue, raw)
+	}
 	select {
 	case p.wake <- struct{}{}:
 	default:
@@ -148,14 +158,9 @@ func (p *peer) relay(m *Message, requestSeq int) (int, error) {
 	return p.seq, nil
 }
 
-// send marshals v (a go-dap message whose seq is set here) and queues it.
-func (p *peer) send(v any) error {
-	_, err := p.sendSeq(v)
-	return err
-}
-
-// sendSeq is send, returning the seq used.
-func (p *peer) sendSeq(v any) (int, error) {
+// Send marshals v (a message whose seq is set here; a response keeps its
+// request_seq), queues it and returns the seq used.
+func (p *Peer) Send(v any) (int, error) {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return 0, err
@@ -164,10 +169,19 @@ func (p *peer) sendSeq(v any) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return p.relay(m, m.RequestSeq)
+	return p.Relay(m, m.RequestSeq, nil)
 }
 
-func (p *peer) traceMsg(dir string, raw []byte) {
+// Request queues a request of the caller's own and returns its seq.
+func (p *Peer) Request(command string, args any) (int, error) {
+	msg := map[string]any{"seq": 0, "type": "request", "command": command}
+	if args != nil {
+		msg["arguments"] = args
+	}
+	return p.Send(msg)
+}
+
+func (p *Peer) traceMsg(dir string, raw []byte) {
 	if p.trace != nil {
 		fmt.Fprintf(p.trace, "%s %s %s\n", p.name, dir, raw)
 	}

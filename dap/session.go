@@ -85,10 +85,10 @@ type session struct {
 	attacher Attacher
 	done     chan struct{} // closed at shutdown; unblocks readers
 	wg       sync.WaitGroup
-	peers    []*peer // every connection opened, for shutdown
+	peers    []*Peer // every connection opened, for shutdown
 
 	// Owned by the loop goroutine.
-	client, debugger *peer
+	client, debugger *Peer
 	state            state
 	initArgs         json.RawMessage // the client's initialize arguments
 	progress         bool            // the client supports progress events
@@ -111,25 +111,25 @@ type attachResult struct {
 // loop is the event loop; it returns when the session is over.
 func (s *session) loop(ctx context.Context) error {
 	for {
-		var fromDebugger <-chan incoming
+		var fromDebugger <-chan Incoming
 		if s.debugger != nil {
-			fromDebugger = s.debugger.in
+			fromDebugger = s.debugger.In()
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case in := <-s.client.in:
-			if in.err != nil {
-				if errors.Is(in.err, io.EOF) {
+		case in := <-s.client.In():
+			if in.Err != nil {
+				if errors.Is(in.Err, io.EOF) {
 					return nil // the IDE went away; shutdown detaches
 				}
-				return fmt.Errorf("reading from the IDE: %w", in.err)
+				return fmt.Errorf("reading from the IDE: %w", in.Err)
 			}
-			if in.bad != nil {
-				s.output("stderr", fmt.Sprintf("kdap: ignored a message from the IDE: %v\n", in.bad))
+			if in.Bad != nil {
+				s.output("stderr", fmt.Sprintf("kdap: ignored a message from the IDE: %v\n", in.Bad))
 				continue
 			}
-			if done, err := s.fromClient(ctx, in.msg); done || err != nil {
+			if done, err := s.fromClient(ctx, in.Msg); done || err != nil {
 				return err
 			}
 		case in := <-fromDebugger:
@@ -148,7 +148,7 @@ func (s *session) fromClient(ctx context.Context, m *Message) (done bool, err er
 	case "response": // to a reverse request we relayed
 		if dseq, ok := s.reverse[m.RequestSeq]; ok && s.state == attached {
 			delete(s.reverse, m.RequestSeq)
-			_, err := s.debugger.relay(m, dseq)
+			_, err := s.debugger.Relay(m, dseq, nil)
 			return false, err
 		}
 		return false, nil
@@ -157,14 +157,14 @@ func (s *session) fromClient(ctx context.Context, m *Message) (done bool, err er
 	}
 	if s.state == attached {
 		if m.Command == "terminate" && !s.opts.AllowTerminate {
-			return false, s.client.send(errorResponse(m, ErrIDTerminateRefused,
+			return false, send(s.client, errorResponse(m, ErrIDTerminateRefused,
 				"kdap leaves the target running: disconnect instead, or start kdap with --allow-terminate to let the IDE stop it", true))
 		}
 		if m.Command == "disconnect" {
 			m = s.guardDisconnect(m)
 			s.disconnecting = true
 		}
-		dseq, err := s.debugger.relay(m, 0)
+		dseq, err := s.debugger.Relay(m, 0, nil)
 		if err != nil {
 			return false, err
 		}
@@ -180,31 +180,31 @@ func (s *session) fromClient(ctx context.Context, m *Message) (done bool, err er
 		resp := &godap.InitializeResponse{Response: response(m), Body: godap.Capabilities{
 			SupportsConfigurationDoneRequest: true,
 		}}
-		return false, s.client.send(resp)
+		return false, send(s.client, resp)
 	case "attach":
 		if s.state != idle {
-			return false, s.client.send(errorResponse(m, ErrIDAlreadyAttaching, "this session is already attaching; start a new debug session for another target", false))
+			return false, send(s.client, errorResponse(m, ErrIDAlreadyAttaching, "this session is already attaching; start a new debug session for another target", false))
 		}
 		s.startAttach(ctx, m)
 		return false, nil
 	case "launch":
-		return false, s.client.send(errorResponse(m, ErrIDLaunchUnsupported,
+		return false, send(s.client, errorResponse(m, ErrIDLaunchUnsupported,
 			`kdap attaches to processes already running in a pod: use "request": "attach" in the launch configuration`, true))
 	case "disconnect", "terminate":
 		if s.attachReq != nil {
-			s.client.send(errorResponse(s.attachReq, ErrIDAttachFailed, "attach cancelled", false))
+			send(s.client, errorResponse(s.attachReq, ErrIDAttachFailed, "attach cancelled", false))
 			s.attachReq = nil
 		}
-		return true, s.client.send(&godap.Response{ProtocolMessage: godap.ProtocolMessage{Type: "response"}, RequestSeq: m.Seq, Success: true, Command: m.Command})
+		return true, send(s.client, &godap.Response{ProtocolMessage: godap.ProtocolMessage{Type: "response"}, RequestSeq: m.Seq, Success: true, Command: m.Command})
 	}
 	if s.state == handshaking {
 		s.pending = append(s.pending, m)
 		return false, nil
 	}
 	if s.state == lost {
-		return false, s.client.send(errorResponse(m, ErrIDDebuggerLost, "the connection to the debugger was lost; start a new debug session", true))
+		return false, send(s.client, errorResponse(m, ErrIDDebuggerLost, "the connection to the debugger was lost; start a new debug session", true))
 	}
-	return false, s.client.send(errorResponse(m, ErrIDNotAttached, fmt.Sprintf("%q before attach: kdap needs an attach request first", m.Command), false))
+	return false, send(s.client, errorResponse(m, ErrIDNotAttached, fmt.Sprintf("%q before attach: kdap needs an attach request first", m.Command), false))
 }
 
 // guardDisconnect turns terminateDebuggee off unless the user allowed it.
@@ -240,7 +240,7 @@ func (s *session) startAttach(ctx context.Context, m *Message) {
 	s.attachCancel = cancel
 	s.attachDone = make(chan attachResult, 1)
 	if s.progress {
-		s.client.send(&godap.ProgressStartEvent{Event: event("progressStart"), Body: godap.ProgressStartEventBody{
+		send(s.client, &godap.ProgressStartEvent{Event: event("progressStart"), Body: godap.ProgressStartEventBody{
 			ProgressId: progressID, Title: "kdap: attaching", RequestId: m.Seq,
 		}})
 	}
@@ -278,7 +278,7 @@ func (s *session) attachFinished(res attachResult) {
 	if s.initArgs == nil {
 		init["arguments"] = godap.InitializeRequestArguments{AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}
 	}
-	dseq, err := s.debugger.sendSeq(init)
+	dseq, err := s.debugger.Send(init)
 	if err != nil {
 		s.failAttach(fmt.Sprintf("sending initialize to the debugger: %v", err))
 		return
@@ -301,9 +301,9 @@ func (s *session) debuggerInitialized(resp *Message) {
 		caps.SupportsTerminateRequest = false
 		caps.SupportTerminateDebuggee = false
 	}
-	s.client.send(&godap.CapabilitiesEvent{Event: event("capabilities"), Body: godap.CapabilitiesEventBody{Capabilities: caps}})
+	send(s.client, &godap.CapabilitiesEvent{Event: event("capabilities"), Body: godap.CapabilitiesEventBody{Capabilities: caps}})
 	attach := map[string]any{"seq": 0, "type": "request", "command": "attach", "arguments": s.attachArgs}
-	dseq, err := s.debugger.sendSeq(attach)
+	dseq, err := s.debugger.Send(attach)
 	if err != nil {
 		s.failAttach(fmt.Sprintf("sending attach to the debugger: %v", err))
 		return
@@ -313,7 +313,7 @@ func (s *session) debuggerInitialized(resp *Message) {
 	s.state = attached
 	s.endProgress("attached")
 	for _, m := range s.pending {
-		dseq, err := s.debugger.relay(m, 0)
+		dseq, err := s.debugger.Relay(m, 0, nil)
 		if err != nil {
 			break
 		}
@@ -325,15 +325,15 @@ func (s *session) debuggerInitialized(resp *Message) {
 func (s *session) failAttach(msg string) {
 	s.endProgress("failed")
 	if s.attachReq != nil {
-		s.client.send(errorResponse(s.attachReq, ErrIDAttachFailed, msg, true))
+		send(s.client, errorResponse(s.attachReq, ErrIDAttachFailed, msg, true))
 		s.attachReq = nil
 	}
 	for _, m := range s.pending {
-		s.client.send(errorResponse(m, ErrIDNotAttached, "attach failed", false))
+		send(s.client, errorResponse(m, ErrIDNotAttached, "attach failed", false))
 	}
 	s.pending = nil
 	if s.debugger != nil {
-		s.debugger.close(0)
+		s.debugger.Close(0)
 		s.debugger = nil
 	}
 	s.state = idle
@@ -341,32 +341,32 @@ func (s *session) failAttach(msg string) {
 
 func (s *session) endProgress(msg string) {
 	if s.progress {
-		s.client.send(&godap.ProgressEndEvent{Event: event("progressEnd"), Body: godap.ProgressEndEventBody{ProgressId: progressID, Message: msg}})
+		send(s.client, &godap.ProgressEndEvent{Event: event("progressEnd"), Body: godap.ProgressEndEventBody{ProgressId: progressID, Message: msg}})
 	}
 }
 
 // fromDebugger handles one message (or the end) of the debugger connection.
-func (s *session) fromDebugger(in incoming) (done bool, err error) {
-	if in.err != nil {
-		s.debugger.close(0)
+func (s *session) fromDebugger(in Incoming) (done bool, err error) {
+	if in.Err != nil {
+		s.debugger.Close(0)
 		s.debugger = nil
 		if s.disconnecting {
 			return true, nil
 		}
 		if s.state == handshaking {
-			s.failAttach(fmt.Sprintf("the debugger closed the connection during attach (%v)", in.err))
+			s.failAttach(fmt.Sprintf("the debugger closed the connection during attach (%v)", in.Err))
 			return false, nil
 		}
 		s.state = lost
-		s.output("stderr", fmt.Sprintf("kdap: lost the connection to the debugger (%v); the target keeps running\n", in.err))
-		s.client.send(&godap.TerminatedEvent{Event: event("terminated")})
+		s.output("stderr", fmt.Sprintf("kdap: lost the connection to the debugger (%v); the target keeps running\n", in.Err))
+		send(s.client, &godap.TerminatedEvent{Event: event("terminated")})
 		return false, nil
 	}
-	if in.bad != nil {
-		s.output("stderr", fmt.Sprintf("kdap: ignored a message from the debugger: %v\n", in.bad))
+	if in.Bad != nil {
+		s.output("stderr", fmt.Sprintf("kdap: ignored a message from the debugger: %v\n", in.Bad))
 		return false, nil
 	}
-	m := in.msg
+	m := in.Msg
 	switch m.Type {
 	case "response":
 		if h, ok := s.internal[m.RequestSeq]; ok {
@@ -379,24 +379,37 @@ func (s *session) fromDebugger(in incoming) (done bool, err error) {
 			return false, nil // a response to nothing we sent
 		}
 		delete(s.forwarded, m.RequestSeq)
-		if _, err := s.client.relay(m, cseq); err != nil {
+		if _, err := s.client.Relay(m, cseq, nil); err != nil {
 			return false, err
 		}
 		return m.Command == "disconnect", nil
 	case "request": // reverse request (runInTerminal, startDebugging, …)
-		cseq, err := s.client.relay(m, 0)
+		cseq, err := s.client.Relay(m, 0, nil)
 		s.reverse[cseq] = m.Seq
 		return false, err
 	default:
-		_, err := s.client.relay(m, 0)
+		_, err := s.client.Relay(m, 0, nil)
 		return false, err
 	}
+}
+
+// newPeer starts a connection of the session (see Peer).
+func (s *session) newPeer(name string, conn io.ReadWriteCloser) *Peer {
+	p := NewPeer(name, conn, s.opts.Trace, s.done, &s.wg)
+	s.peers = append(s.peers, p)
+	return p
+}
+
+// send queues a message built here to p.
+func send(p *Peer, v any) error {
+	_, err := p.Send(v)
+	return err
 }
 
 // output sends an output event to the client (errors are ignored: if the
 // client is gone the loop notices on its reader).
 func (s *session) output(category, text string) {
-	s.client.send(&godap.OutputEvent{Event: event("output"), Body: godap.OutputEventBody{Category: category, Output: text}})
+	send(s.client, &godap.OutputEvent{Event: event("output"), Body: godap.OutputEventBody{Category: category, Output: text}})
 }
 
 // shutdown cancels an attach, closes both connections and waits for every
@@ -413,7 +426,7 @@ func (s *session) shutdown() {
 	// The debugger first, so it sees the end before the IDE does; each gets
 	// what is queued for it (the last response, a terminated event).
 	for i := len(s.peers) - 1; i >= 0; i-- {
-		s.peers[i].close(shutdownGrace)
+		s.peers[i].Close(shutdownGrace)
 	}
 	close(s.done)
 	s.wg.Wait()
@@ -429,7 +442,7 @@ type reporter struct{ s *session }
 
 func (r reporter) Progress(step string) {
 	if r.s.progress {
-		r.s.client.send(&godap.ProgressUpdateEvent{Event: event("progressUpdate"), Body: godap.ProgressUpdateEventBody{ProgressId: progressID, Message: step}})
+		send(r.s.client, &godap.ProgressUpdateEvent{Event: event("progressUpdate"), Body: godap.ProgressUpdateEventBody{ProgressId: progressID, Message: step}})
 		return
 	}
 	r.s.output("console", "kdap: "+step+"\n")

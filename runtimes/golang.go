@@ -58,7 +58,7 @@ func InspectGo(pid int) (*Target, error) {
 		return nil, &NotThisRuntimeError{Runtime: goName, PID: pid, Exe: exe, Detail: err.Error()}
 	}
 	t := &Target{Runtime: goName, PID: pid, Exe: exe, Version: info.GoVersion, Module: info.Main.Path}
-	t.UID, t.GID = processIDs(pid)
+	t.UID, t.GID = ProcessIDs(pid)
 	f, err := elf.Open(exePath)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", exe, err)

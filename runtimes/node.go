@@ -10,7 +10,6 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -70,7 +69,7 @@ const sigusr1 = 1 << (10 - 1)
 func InspectNode(pid int) (*Target, error) {
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	if err != nil {
-		uid, _ := processIDs(pid)
+		uid, _ := ProcessIDs(pid)
 		return nil, fmt.Errorf("cannot read the target process %d (%v): the debugger runs as uid %d and the target as uid %d, and Node.js is debugged as the target's user; "+
 			"set runAsUser %d for the container (kdap then runs the debugger as that user), or leave runAsUser out (kdap starts it as root and switches to the target's user)",
 			pid, err, os.Geteuid(), uid, uid)
@@ -85,7 +84,7 @@ func InspectNode(pid int) (*Target, error) {
 		return nil, &NotThisRuntimeError{Runtime: nodeName, PID: pid, Exe: exe, Detail: "no Node.js runtime in the executable or its libraries"}
 	}
 	t := &Target{Runtime: nodeName, PID: pid, Exe: exe, Version: version}
-	t.UID, t.GID = processIDs(pid)
+	t.UID, t.GID = ProcessIDs(pid)
 	argv := cmdline(pid)
 	cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
 	t.Root = NodeSourceRoot(argv, cwd, func(p string) bool {
@@ -139,18 +138,6 @@ func signalsCaught(pid int) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no SigCgt in /proc/%d/status", pid)
-}
-
-// mappedLibrary finds a mapped library whose file name starts with prefix
-// in /proc/PID/maps text.
-func mappedLibrary(maps, prefix string) string {
-	for _, line := range strings.Split(maps, "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 6 && strings.HasPrefix(path.Base(f[5]), prefix) {
-			return f[5]
-		}
-	}
-	return ""
 }
 
 var nodeVersionString = regexp.MustCompile(`node\.js/v(\d+\.\d+\.\d+)`)
@@ -433,37 +420,4 @@ func NodeAttachArguments(user json.RawMessage, t *Target, localRoot string, loca
 	}
 	out, err := json.Marshal(args)
 	return out, mapping, err
-}
-
-// scriptSources lists the files with one of exts under dir in the
-// target's file system (seen through rootfs = /proc/PID/root), skipping
-// hidden directories and those named in skip; paths as the target sees
-// them.
-func scriptSources(rootfs, dir string, exts, skip []string) []string {
-	var out []string
-	base := filepath.Join(rootfs, dir)
-	filepath.WalkDir(base, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		if d.IsDir() {
-			name := d.Name()
-			if p != base && (strings.HasPrefix(name, ".") || slices.Contains(skip, name)) {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		for _, e := range exts {
-			if strings.HasSuffix(p, e) {
-				rel, _ := filepath.Rel(base, p)
-				out = append(out, path.Join(dir, filepath.ToSlash(rel)))
-				break
-			}
-		}
-		if len(out) >= maxSources {
-			return filepath.SkipAll
-		}
-		return nil
-	})
-	return out
 }

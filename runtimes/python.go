@@ -65,33 +65,22 @@ func InspectPython(pid int) (*Target, error) {
 	root := fmt.Sprintf("/proc/%d/root", pid)
 	libpython := ""
 	if maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid)); err == nil {
-		libpython = libpythonIn(string(maps))
+		libpython = mappedLibrary(string(maps), "libpython")
 	}
 	version, cpython := pythonVersion(root, exe, libpython)
 	if !cpython {
 		return nil, &NotThisRuntimeError{Runtime: pythonName, PID: pid, Exe: exe, Detail: "no CPython interpreter in the executable or its libraries"}
 	}
 	t := &Target{Runtime: pythonName, PID: pid, Exe: exe, Version: version}
-	t.UID, t.GID = processIDs(pid)
+	t.UID, t.GID = ProcessIDs(pid)
 	cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
 	if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil {
 		t.Root = PythonSourceRoot(strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00"), cwd)
 	}
 	if t.Root != "" && t.Root != "/" {
-		t.Sources = pythonSources(root, t.Root)
+		t.Sources = scriptSources(root, t.Root, []string{".py"}, pythonSkip)
 	}
 	return t, nil
-}
-
-// libpythonIn finds a mapped libpython in /proc/PID/maps text.
-func libpythonIn(maps string) string {
-	for _, line := range strings.Split(maps, "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 6 && strings.HasPrefix(path.Base(f[5]), "libpython") {
-			return f[5]
-		}
-	}
-	return ""
 }
 
 var pythonFileName = regexp.MustCompile(`^(?:lib)?python(\d+)\.(\d+)`)
@@ -187,38 +176,9 @@ func PythonSourceRoot(argv []string, cwd string) string {
 	return cwd
 }
 
-// maxPythonSources bounds the .py files the agent lists under the root.
-const maxPythonSources = 500
-
-// pythonSources lists the .py files under dir in the target's file system
-// (seen through rootfs = /proc/PID/root), skipping installed packages,
-// caches and hidden directories; paths as the target sees them.
-func pythonSources(rootfs, dir string) []string {
-	var out []string
-	base := filepath.Join(rootfs, dir)
-	filepath.WalkDir(base, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		if d.IsDir() {
-			name := d.Name()
-			if p != base && (strings.HasPrefix(name, ".") || name == "__pycache__" || name == "site-packages" || name == "dist-packages" ||
-				name == "venv" || name == "node_modules" || name == "proc" || name == "sys") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if strings.HasSuffix(p, ".py") {
-			rel, _ := filepath.Rel(base, p)
-			out = append(out, path.Join(dir, filepath.ToSlash(rel)))
-		}
-		if len(out) >= maxPythonSources {
-			return filepath.SkipAll
-		}
-		return nil
-	})
-	return out
-}
+// pythonSkip are the directories below a Python program's root that hold
+// no sources of its own.
+var pythonSkip = []string{"__pycache__", "site-packages", "dist-packages", "venv", "node_modules", "proc", "sys"}
 
 // PythonPathMapping is one entry of debugpy's pathMappings.
 type PythonPathMapping struct {

@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -237,7 +239,7 @@ func (e *NotThisRuntimeError) Error() string {
 var ErrNoTarget = errors.New("no target process is visible: the debugger container must be created with targetContainerName set to the target container")
 
 // processIDs reads the real uid and gid of pid from /proc/PID/status.
-func processIDs(pid int) (uid, gid int) {
+func ProcessIDs(pid int) (uid, gid int) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, 0
@@ -369,4 +371,49 @@ func LocalSources(root string, exts []string, limit int) ([]string, error) {
 	})
 	sort.Strings(out)
 	return out, err
+}
+
+// mappedLibrary finds a mapped library whose file name starts with prefix
+// in /proc/PID/maps text.
+func mappedLibrary(maps, prefix string) string {
+	for _, line := range strings.Split(maps, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 6 && strings.HasPrefix(path.Base(f[5]), prefix) {
+			return f[5]
+		}
+	}
+	return ""
+}
+
+// scriptSources lists the files with one of exts under dir in the
+// target's file system (seen through rootfs = /proc/PID/root), skipping
+// hidden directories and those named in skip; paths as the target sees
+// them.
+func scriptSources(rootfs, dir string, exts, skip []string) []string {
+	var out []string
+	base := filepath.Join(rootfs, dir)
+	filepath.WalkDir(base, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.IsDir() {
+			name := d.Name()
+			if p != base && (strings.HasPrefix(name, ".") || slices.Contains(skip, name)) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		for _, e := range exts {
+			if strings.HasSuffix(p, e) {
+				rel, _ := filepath.Rel(base, p)
+				out = append(out, path.Join(dir, filepath.ToSlash(rel)))
+				break
+			}
+		}
+		if len(out) >= maxSources {
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return out
 }

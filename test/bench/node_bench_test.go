@@ -163,7 +163,7 @@ func nodeThroughKdap(b *testing.B, t nodeTarget, node, server, root string) (*da
 		ide, err := ln.Accept()
 		ln.Close()
 		if err == nil {
-			dap.Serve(context.Background(), ide, fixedAttacherArgs{conn, args}, dap.Options{})
+			dap.Serve(context.Background(), ide, fixedAttacher{conn, args}, dap.Options{})
 		}
 	}()
 	ide, err := net.Dial("tcp", ln.Addr().String())
@@ -177,17 +177,6 @@ func nodeThroughKdap(b *testing.B, t nodeTarget, node, server, root string) (*da
 	c.ExpectEvent(b, "initialized")
 	c.ExpectResponses(b, c.Send("configurationDone", nil), attach)
 	return c, func() { ide.Close(); cancel(); <-done }
-}
-
-// fixedAttacherArgs hands the session an open connection and the debugger's
-// attach arguments.
-type fixedAttacherArgs struct {
-	conn net.Conn
-	args json.RawMessage
-}
-
-func (a fixedAttacherArgs) Attach(context.Context, json.RawMessage, dap.Reporter) (*dap.Debugger, error) {
-	return &dap.Debugger{Conn: a.conn, AttachArguments: a.args}, nil
 }
 
 // nodeDirect opens the target's inspector with SIGUSR1, starts js-debug's

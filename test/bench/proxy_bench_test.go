@@ -86,7 +86,7 @@ func dial(b *testing.B, agentAddr, path string) net.Conn {
 		if err != nil {
 			return
 		}
-		dap.Serve(context.Background(), ide, fixedAttacher{conn}, dap.Options{})
+		dap.Serve(context.Background(), ide, fixedAttacher{conn, json.RawMessage(`{"mode":"remote"}`)}, dap.Options{})
 	}()
 	ide, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -95,11 +95,15 @@ func dial(b *testing.B, agentAddr, path string) net.Conn {
 	return ide
 }
 
-// fixedAttacher hands the session an open connection to the agent.
-type fixedAttacher struct{ conn net.Conn }
+// fixedAttacher hands the session an open connection to the agent and the
+// debugger's attach arguments.
+type fixedAttacher struct {
+	conn net.Conn
+	args json.RawMessage
+}
 
 func (a fixedAttacher) Attach(context.Context, json.RawMessage, dap.Reporter) (*dap.Debugger, error) {
-	return &dap.Debugger{Conn: a.conn, AttachArguments: json.RawMessage(`{"mode":"remote"}`)}, nil
+	return &dap.Debugger{Conn: a.conn, AttachArguments: a.args}, nil
 }
 
 // stopAtBreakpoint attaches, sets a breakpoint in the fixture's handler,

@@ -57,21 +57,7 @@ func benchAttach(b *testing.B, runtime, image, root, file string, line int) {
 		time.Sleep(2 * time.Second)
 		b.StartTimer()
 
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		go func() {
-			conn, err := ln.Accept()
-			ln.Close()
-			if err == nil {
-				dap.Serve(context.Background(), conn, &attach.Attacher{Config: attach.Config{
-					Kubeconfig: env.cluster.Kubeconfig(), Images: fixtures.AgentImages, AgentTTL: time.Minute}}, dap.Options{})
-			}
-		}()
-		conn, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			b.Fatal(err)
-		}
-		c := daptest.NewClient(conn)
-		c.Timeout = time.Minute
+		c, conn := inProcessSession(b)
 		c.ExpectResponse(b, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path", SupportsProgressReporting: true}))
 		start := time.Now()
 		seen := map[string]time.Time{}
@@ -130,22 +116,8 @@ func benchAttach(b *testing.B, runtime, image, root, file string, line int) {
 // sessionLatency runs one more kdap session on pod and returns attach →
 // breakpoint verified.
 func sessionLatency(b *testing.B, pod, ns, root, file string, line int, runtime string) time.Duration {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go func() {
-		conn, err := ln.Accept()
-		ln.Close()
-		if err == nil {
-			dap.Serve(context.Background(), conn, &attach.Attacher{Config: attach.Config{
-				Kubeconfig: env.cluster.Kubeconfig(), Images: fixtures.AgentImages, AgentTTL: time.Minute}}, dap.Options{})
-		}
-	}()
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
+	c, conn := inProcessSession(b)
 	defer conn.Close()
-	c := daptest.NewClient(conn)
-	c.Timeout = time.Minute
 	c.ExpectResponse(b, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
 	start := time.Now()
 	attachSeq := c.Send("attach", map[string]any{"target": pod, "namespace": ns, "localRoot": root, "runtime": runtime})
@@ -167,6 +139,30 @@ func sessionLatency(b *testing.B, pod, ns, root, file string, line int, runtime 
 	c.ExpectResponses(b, pending...)
 	c.ExpectAnyResponse(b, c.Send("disconnect", godap.DisconnectArguments{}))
 	return took
+}
+
+// inProcessSession serves one session with the code of `kdap dap`
+// in-process and returns its client.
+func inProcessSession(b *testing.B) (*daptest.Client, net.Conn) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		conn, err := ln.Accept()
+		ln.Close()
+		if err == nil {
+			dap.Serve(context.Background(), conn, &attach.Attacher{Config: attach.Config{
+				Kubeconfig: env.cluster.Kubeconfig(), Images: fixtures.AgentImages, AgentTTL: time.Minute}}, dap.Options{})
+		}
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := daptest.NewClient(conn)
+	c.Timeout = time.Minute
+	return c, conn
 }
 
 func median(d []time.Duration) time.Duration {

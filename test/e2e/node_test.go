@@ -79,13 +79,17 @@ func TestNodeDebugThroughKdapDap(t *testing.T) {
 		src            nodeSource
 		edit           func(*corev1.Pod)
 		startDebugging bool // the client says it supports startDebugging
+		ownInspector   bool // started with --inspect: its inspector stays open afterwards
 	}{
-		{"Node.js 24, PID 1, plain DAP client", fixtures.NodeHTTPImage, nodeJS, func(*corev1.Pod) {}, false},
+		{"Node.js 24, PID 1, plain DAP client", fixtures.NodeHTTPImage, nodeJS, func(*corev1.Pod) {}, false, false},
 		{"Node.js 22, runAsUser in the pod spec, client with startDebugging", fixtures.NodeHTTP22Image, nodeJS, func(p *corev1.Pod) {
 			p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: &uid, RunAsGroup: &uid}
-		}, true},
-		{"behind /pause (shareProcessNamespace)", fixtures.NodeHTTPImage, nodeJS, func(p *corev1.Pod) { p.Spec.ShareProcessNamespace = &yes }, false},
-		{"TypeScript with source maps", fixtures.NodeTSImage, nodeTS, func(*corev1.Pod) {}, true},
+		}, true, false},
+		{"behind /pause (shareProcessNamespace)", fixtures.NodeHTTPImage, nodeJS, func(p *corev1.Pod) { p.Spec.ShareProcessNamespace = &yes }, false, false},
+		{"TypeScript with source maps", fixtures.NodeTSImage, nodeTS, func(*corev1.Pod) {}, true, false},
+		{"started with --inspect: its own inspector is used and left open", fixtures.NodeHTTPImage, nodeJS, func(p *corev1.Pod) {
+			p.Spec.Containers[0].Command = []string{"/usr/local/bin/node", "--inspect=127.0.0.1:9229", fixtures.NodeSourceRoot + "/server.js"}
+		}, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := newNamespace(t, nil)
@@ -116,6 +120,12 @@ func TestNodeDebugThroughKdapDap(t *testing.T) {
 			noReverseRequest(t, c, "startDebugging")
 			for i := 1; i <= 3; i++ {
 				expectReply(t, getAsync(fmt.Sprintf("http://%s/quote?items=%d", svc, i)), fmt.Sprintf("total: %d", 7*i), 10*time.Second)
+			}
+			if tc.ownInspector {
+				if got := httpGet(t, "http://"+podForward(t, ns, "web", runtimes.DefaultInspectorPort)+"/json/version"); !strings.Contains(got, "node.js/v") {
+					t.Errorf("the target's own inspector: %q", got)
+				}
+				return
 			}
 			expectInspectorClosed(t, ns, "web")
 		})
@@ -410,18 +420,9 @@ func TestNodeAgentAsAnotherUser(t *testing.T) {
 	ns := newNamespace(t, nil)
 	createPod(t, ns, "web", fixtures.NodeHTTPImage)
 	svc := podForward(t, ns, "web", fixtures.NodeHTTPPort)
-	ctx := context.Background()
-	pod := getPod(t, ns, "web")
-	name := inject.NewName(pod, func() string { return "other" })
 	other := int64(1234)
-	opts := inject.Options{Image: fixtures.NodeAgentImage, Target: "app", Runtime: runtimes.Node.Name, Port: agentapi.DefaultPort, TTL: time.Minute, RunAsUser: &other, RunAsGroup: &other}
-	if err := inject.Add(ctx, env.clientset, pod, inject.Container(name, opts)); err != nil {
-		t.Fatal(err)
-	}
-	err := inject.WaitRunning(ctx, env.clientset, ns, "web", name, time.Minute)
-	for deadline := time.Now().Add(30 * time.Second); err == nil && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		err = inject.CheckAlive(ctx, env.clientset, ns, "web", name)
-	}
+	err := injectUntilExit(t, ns, "web", inject.Options{Image: fixtures.NodeAgentImage, Target: "app", Runtime: runtimes.Node.Name,
+		Port: agentapi.DefaultPort, TTL: time.Minute, RunAsUser: &other, RunAsGroup: &other})
 	for _, want := range []string{"the debugger runs as uid 1234 and the target as uid 65532", "set runAsUser 65532"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("agent as another user: %v; want an exit saying %q", err, want)

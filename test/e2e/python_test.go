@@ -232,22 +232,30 @@ func TestPythonAgentWithoutPtrace(t *testing.T) {
 	ns := newNamespace(t, nil)
 	createPod(t, ns, "pyhttp", fixtures.PyHTTPImage)
 	svc := serviceForward(t, ns, "pyhttp")
-	ctx := context.Background()
-	pod := getPod(t, ns, "pyhttp")
-	name := inject.NewName(pod, func() string { return "noptr" })
-	opts := inject.Options{Image: fixtures.PythonAgentImage, Target: "app", Runtime: "python", Port: agentapi.DefaultPort, TTL: time.Minute, Ptrace: false}
-	if err := inject.Add(ctx, env.clientset, pod, inject.Container(name, opts)); err != nil {
-		t.Fatal(err)
-	}
-	err := inject.WaitRunning(ctx, env.clientset, ns, "pyhttp", name, time.Minute)
-	for deadline := time.Now().Add(30 * time.Second); err == nil && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		err = inject.CheckAlive(ctx, env.clientset, ns, "pyhttp", name)
-	}
+	err := injectUntilExit(t, ns, "pyhttp", inject.Options{Image: fixtures.PythonAgentImage, Target: "app", Runtime: "python", Port: agentapi.DefaultPort, TTL: time.Minute, Ptrace: false})
 	if err == nil || !strings.Contains(err.Error(), "SYS_PTRACE") {
 		t.Fatalf("agent without SYS_PTRACE: %v; want an exit naming SYS_PTRACE", err)
 	}
 	t.Logf("agent without SYS_PTRACE: %v", err)
 	expectReply(t, getAsync(fmt.Sprintf("http://%s/quote?items=1", svc)), "total: 7", 10*time.Second)
+}
+
+// injectUntilExit injects an agent with opts into pod (as kdap would not:
+// the test chooses its privileges) and returns how it exited within 30 s
+// of running (nil if it still runs).
+func injectUntilExit(t *testing.T, ns, pod string, opts inject.Options) error {
+	t.Helper()
+	ctx := context.Background()
+	p := getPod(t, ns, pod)
+	name := inject.NewName(p, func() string { return "manual" })
+	if err := inject.Add(ctx, env.clientset, p, inject.Container(name, opts)); err != nil {
+		t.Fatal(err)
+	}
+	err := inject.WaitRunning(ctx, env.clientset, ns, pod, name, time.Minute)
+	for deadline := time.Now().Add(30 * time.Second); err == nil && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		err = inject.CheckAlive(ctx, env.clientset, ns, pod, name)
+	}
+	return err
 }
 
 // TestPythonAdapterOutlivesTheAgent: after the agent's idle TTL, the next
