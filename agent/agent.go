@@ -1,16 +1,19 @@
 // Package agent is the program kdap runs inside an ephemeral container next
 // to the target. It finds the target process, checks its runtime, and
 // serves one TCP port on the pod's loopback: "GET " gets a JSON status
-// document, anything else is piped to the runtime's debugger (Delve serves
-// DAP and JSON-RPC on one port; debugpy's adapter serves DAP). It owns the
-// debugger's lifecycle: when the last client leaves — by disconnect, a
-// dropped connection or kdap being killed — breakpoints are cleared and the
-// target runs on; after an idle TTL the agent lets go of the target and
-// exits. It never imports client-go.
+// document (or a diagnostic of the target), "JDWP" starts a raw JDWP
+// session (Java), anything else is piped to the runtime's debugger (Delve
+// serves DAP and JSON-RPC on one port; debugpy's adapter, js-debug and
+// kdap's Java debug server serve DAP). It owns the debugger's lifecycle:
+// when the last client leaves — by disconnect, a dropped connection, kdap
+// being killed, or a client that stops sending heartbeats — breakpoints are
+// cleared and the target runs on; after an idle TTL the agent lets go of
+// the target and exits. It never imports client-go.
 package agent
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,6 +31,7 @@ import (
 
 	"github.com/kdap/kdap/agentapi"
 	"github.com/kdap/kdap/dap"
+	"github.com/kdap/kdap/jdwp"
 	"github.com/kdap/kdap/runtimes"
 )
 
@@ -96,7 +100,11 @@ func Run(ctx context.Context, cfg Config) error {
 	// port-forward: the first session then finds it ready (measured with
 	// Delve: ≈ 100 ms off an attach).
 	go func() {
-		if _, err := a.dbg.ensure(ctx, a.logf); err != nil {
+		if u, ok := a.dbg.(unavailable); ok && u.unavailable() != "" {
+			a.logf("no debugger sessions: %s", u.unavailable())
+			return
+		}
+		if err := a.dbg.prepare(ctx, a.logf); err != nil {
 			a.logf("debugger: %v (retrying when a client connects)", err)
 		}
 	}()
@@ -105,9 +113,9 @@ func Run(ctx context.Context, cfg Config) error {
 
 // debugger is one runtime's debugger as the agent runs it.
 type debugger interface {
-	// ensure starts the debugger (or finds it running) and returns the
-	// loopback address it serves clients on.
-	ensure(ctx context.Context, logf func(string, ...any)) (string, error)
+	// prepare gets ready for the first session (attaches the debugger,
+	// starts its server) while kdap sets up its port-forward.
+	prepare(ctx context.Context, logf func(string, ...any)) error
 	// connect opens the connection one client's session runs on.
 	connect(ctx context.Context, logf func(string, ...any)) (net.Conn, error)
 	// release leaves the target running with no breakpoints armed, once
@@ -262,41 +270,98 @@ func (a *agent) handle(ctx context.Context, conn net.Conn) {
 	if err != nil {
 		return
 	}
-	if string(first) == "GET " {
-		a.serveStatus(conn, br)
-		return
+	client := &bufferedConn{Conn: conn, r: br}
+	switch string(first) {
+	case "GET ":
+		a.serveHTTP(ctx, conn, br)
+	case jdwp.Handshake[:4]:
+		a.jdwpSession(ctx, client)
+	default:
+		a.session(ctx, client, string(first) == "Cont") // DAP's Content-Length
 	}
-	a.session(ctx, &bufferedConn{Conn: conn, r: br})
 }
 
-func (a *agent) serveStatus(conn net.Conn, br *bufio.Reader) {
-	if _, err := http.ReadRequest(br); err != nil {
+// serveHTTP answers GET / with the status document, and GET
+// agentapi.DiagnosticsPath+KIND with a diagnostic of the target.
+func (a *agent) serveHTTP(ctx context.Context, conn net.Conn, br *bufio.Reader) {
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		return
+	}
+	if kind, ok := strings.CutPrefix(req.URL.Path, agentapi.DiagnosticsPath); ok {
+		a.serveDiagnostic(ctx, conn, kind, req.URL.Query())
+		return
+	}
+	if req.URL.Path != "/" {
+		writeHTTP(conn, http.StatusNotFound, "text/plain", strings.NewReader("not found\n"), -1)
 		return
 	}
 	a.mu.Lock()
 	st := agentapi.Status{Target: a.target, Listen: a.ln.Addr().String(), TTL: a.cfg.TTL.String(), Sessions: a.active, Debugger: a.dbg.state()}
 	a.mu.Unlock()
+	if u, ok := a.dbg.(unavailable); ok {
+		if st.Unavailable = u.unavailable(); st.Unavailable != "" {
+			st.Debugger = "unavailable"
+		}
+	}
 	body, _ := json.Marshal(st)
-	fmt.Fprintf(conn, "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
-	conn.Write(body)
+	writeHTTP(conn, http.StatusOK, "application/json", bytes.NewReader(body), int64(len(body)))
+}
+
+// writeHTTP writes an HTTP/1.0 response (size -1: unknown, the connection's
+// end marks the body's).
+func writeHTTP(conn net.Conn, code int, contentType string, body io.Reader, size int64) error {
+	head := fmt.Sprintf("HTTP/1.0 %d %s\r\nContent-Type: %s\r\n", code, http.StatusText(code), contentType)
+	if size >= 0 {
+		head += fmt.Sprintf("Content-Length: %d\r\n", size)
+	}
+	if _, err := io.WriteString(conn, head+"\r\n"); err != nil {
+		return err
+	}
+	_, err := io.Copy(conn, body)
+	return err
 }
 
 // session pipes one client to the debugger; when the last client is gone
-// the debugger lets the target run on with no breakpoints.
-func (a *agent) session(ctx context.Context, client net.Conn) {
+// the debugger lets the target run on with no breakpoints. A DAP client's
+// heartbeats are dropped here, and once it has sent one, its silence ends
+// the session (agentapi.SilenceLimit).
+func (a *agent) session(ctx context.Context, client net.Conn, isDAP bool) {
 	upstream, err := a.dbg.connect(ctx, a.logf)
 	if err != nil {
 		a.logf("debugger: %v", err)
 		refuseDAP(client, err)
 		return
 	}
+	a.counted(client, func() { relay(client, upstream, isDAP, a.logf) })
+}
+
+// jdwpSession serves a raw JDWP client (IntelliJ, jdb) of a debugger that
+// takes them (Java's).
+func (a *agent) jdwpSession(ctx context.Context, client net.Conn) {
+	j, ok := a.dbg.(jdwpServer)
+	if !ok {
+		refuseJDWP(client, fmt.Errorf("the target is a %s program, not a JVM: connect a client of its debugger", a.target.Runtime))
+		return
+	}
+	a.counted(client, func() {
+		if err := j.serveJDWP(ctx, client, a.logf); err != nil {
+			a.logf("JDWP client %s: %v", client.RemoteAddr(), err)
+			refuseJDWP(client, err)
+		}
+	})
+}
+
+// counted runs one client's session, counting it; when the last client has
+// gone the debugger releases the target.
+func (a *agent) counted(client net.Conn, run func()) {
 	a.mu.Lock()
 	a.active++
 	n := a.active
 	a.mu.Unlock()
 	a.logf("client %s connected (%d connected)", client.RemoteAddr(), n)
 
-	pipe(client, upstream)
+	run()
 
 	a.mu.Lock()
 	a.active--
@@ -309,6 +374,26 @@ func (a *agent) session(ctx context.Context, client net.Conn) {
 			a.logf("releasing the target: %v", err)
 		}
 	}
+}
+
+// jdwpServer is a debugger that also serves raw JDWP clients on the front
+// door, told by their handshake; serveJDWP returns when the session is over.
+type jdwpServer interface {
+	serveJDWP(ctx context.Context, client net.Conn, logf func(string, ...any)) error
+}
+
+// unavailable is a debugger that may refuse every session for a reason
+// the status document tells (a JVM started without JDWP).
+type unavailable interface {
+	unavailable() string
+}
+
+// refuseJDWP tells a JDWP client why there is no session: JDWP has no
+// error for it, so instead of the handshake the client gets a line that
+// kdap attach shows (jdb and IntelliJ report a failed handshake).
+func refuseJDWP(conn net.Conn, cause error) {
+	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(conn, "kdap: %v\n", cause)
 }
 
 // refuseDAP answers a DAP client's first request (initialize) with an
@@ -332,14 +417,29 @@ func refuseDAP(conn net.Conn, cause error) {
 	dap.NewWriter(conn).Write(resp)
 }
 
-// pipe copies both ways until either side ends, then closes both.
-func pipe(a, b net.Conn) {
+// relay copies between a client and the debugger until either side ends
+// (or a DAP client falls silent), then closes both.
+func relay(client, upstream net.Conn, isDAP bool, logf func(string, ...any)) {
 	done := make(chan struct{}, 2)
-	go func() { io.Copy(b, a); done <- struct{}{} }()
-	go func() { io.Copy(a, b); done <- struct{}{} }()
+	w := newSilenceWatch()
+	go func() {
+		if isDAP {
+			copyDAP(upstream, client, w)
+		} else {
+			io.Copy(upstream, client)
+		}
+		done <- struct{}{}
+	}()
+	go func() { io.Copy(client, upstream); done <- struct{}{} }()
+	stop := make(chan struct{})
+	go w.watch(stop, func() {
+		logf("client %s sent nothing for %s (no heartbeat): ending its session", client.RemoteAddr(), agentapi.SilenceLimit)
+		client.Close()
+	})
 	<-done
-	a.Close()
-	b.Close()
+	close(stop)
+	client.Close()
+	upstream.Close()
 	<-done
 }
 

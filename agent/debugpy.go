@@ -86,6 +86,12 @@ func (d *debugpy) connect(ctx context.Context, logf func(string, ...any)) (net.C
 	return net.Dial("tcp", addr)
 }
 
+// prepare injects debugpy into the target now (ensure).
+func (d *debugpy) prepare(ctx context.Context, logf func(string, ...any)) error {
+	_, err := d.ensure(ctx, logf)
+	return err
+}
+
 // ensure returns the adapter's address: the one found running from an
 // earlier injection, else a new injection's.
 func (d *debugpy) ensure(ctx context.Context, logf func(string, ...any)) (string, error) {

@@ -26,10 +26,10 @@ func TestDebugpyRefusesAnUnsupportedPython(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = d.ensure(context.Background(), t.Logf)
+	err = d.prepare(context.Background(), t.Logf)
 	for _, want := range []string{"runs Python 3.12.1", "supports Python 3.7-3.11", "build images/python", `set "image"`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("ensure = %v, want an error containing %q", err, want)
+			t.Errorf("prepare = %v, want an error containing %q", err, want)
 		}
 	}
 }

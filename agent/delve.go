@@ -61,6 +61,12 @@ func (d *delve) connect(ctx context.Context, logf func(string, ...any)) (net.Con
 	return net.Dial("tcp", addr)
 }
 
+// prepare attaches Delve to the target now (ensure).
+func (d *delve) prepare(ctx context.Context, logf func(string, ...any)) error {
+	_, err := d.ensure(ctx, logf)
+	return err
+}
+
 // ensure returns the address of a running Delve, starting it if needed.
 func (d *delve) ensure(ctx context.Context, logf func(string, ...any)) (string, error) {
 	d.startMu.Lock()

@@ -58,6 +58,12 @@ func (j *jsDebug) state() string {
 	return "running"
 }
 
+// prepare starts js-debug now (ensure).
+func (j *jsDebug) prepare(ctx context.Context, logf func(string, ...any)) error {
+	_, err := j.ensure(ctx, logf)
+	return err
+}
+
 // ensure starts js-debug's DAP server on a loopback port, unless it runs.
 func (j *jsDebug) ensure(ctx context.Context, logf func(string, ...any)) (string, error) {
 	j.startMu.Lock()

@@ -3,7 +3,11 @@
 // document it serves. It has no dependencies, so both sides import it.
 package agentapi
 
-import "github.com/kdap/kdap/runtimes"
+import (
+	"time"
+
+	"github.com/kdap/kdap/runtimes"
+)
 
 // Environment variables that configure the agent. kdap sets them in the
 // ephemeral container's spec and reads them back to reuse a running agent.
@@ -26,5 +30,26 @@ type Status struct {
 	Listen   string           `json:"listen"`
 	TTL      string           `json:"ttl"`
 	Sessions int              `json:"sessions"` // clients connected to the debugger now
-	Debugger string           `json:"debugger"` // "running" or "not started"
+	Debugger string           `json:"debugger"` // "running", "not started" or "unavailable"
+	// Unavailable says why debugger sessions are refused (e.g. a JVM
+	// started without JDWP), while diagnostics may still work.
+	Unavailable string `json:"unavailable,omitempty"`
 }
+
+// Heartbeats. A client that stays connected but goes silent — kdap stopped
+// or frozen, a path that keeps the connection and carries nothing — would
+// keep a paused target paused, as no debugger notices. So kdap sends each
+// session a heartbeat at least every HeartbeatInterval — DAP: a request
+// with command HeartbeatCommand; JDWP: jdwp.Heartbeat — which the agent
+// drops; once a session has sent one, the agent ends it when SilenceLimit
+// passes without a message, and the target runs on.
+const (
+	HeartbeatCommand  = "kdap/heartbeat"
+	HeartbeatInterval = 300 * time.Millisecond
+	SilenceLimit      = 1500 * time.Millisecond
+)
+
+// Diagnostics the agent serves at GET DiagnosticsPath+KIND (threads, heap,
+// recording), for runtimes whose driver takes them; the response body is
+// the file, its Content-Type says which.
+const DiagnosticsPath = "/diagnostics/"

@@ -265,6 +265,10 @@ func (a *Attacher) Attach(ctx context.Context, raw json.RawMessage, r dap.Report
 		ep.Forward.Close()
 		return nil, fmt.Errorf("the debugger container reports a %q target, which this kdap does not know: use the same kdap version as the debugger image", t.Runtime)
 	}
+	if ep.Status.Unavailable != "" {
+		ep.Forward.Close()
+		return nil, errors.New(ep.Status.Unavailable)
+	}
 	var localFiles []string
 	if args.LocalRoot != "" {
 		localFiles, _ = runtimes.LocalSources(args.LocalRoot, rt.Extensions, 20000)
@@ -293,7 +297,8 @@ func (a *Attacher) Attach(ctx context.Context, raw json.RawMessage, r dap.Report
 		<-ep.Forward.Done()
 		conn.Close()
 	}()
-	return &dap.Debugger{Conn: fc, AttachArguments: debuggerArgs}, nil
+	return &dap.Debugger{Conn: fc, AttachArguments: debuggerArgs,
+		Heartbeat: dap.Heartbeat{Every: agentapi.HeartbeatInterval, Command: agentapi.HeartbeatCommand}}, nil
 }
 
 // forwardedConn is the DAP connection through a forward: closing it closes

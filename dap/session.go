@@ -32,6 +32,15 @@ type Reporter interface {
 type Debugger struct {
 	Conn            io.ReadWriteCloser
 	AttachArguments json.RawMessage // arguments of the attach request sent to it
+	Heartbeat       Heartbeat
+}
+
+// Heartbeat is a request the session sends the debugger every Every (if
+// set), from connecting on, so that the far end can tell a live session
+// that is quiet from one whose client has gone silent; it gets no answer.
+type Heartbeat struct {
+	Every   time.Duration
+	Command string
 }
 
 // Options tune a session.
@@ -101,6 +110,8 @@ type session struct {
 	internal         map[int]func(*Message) // debugger-side seq of kdap's own request → handler
 	reverse          map[int]int            // client-side seq of a relayed reverse request → debugger seq
 	disconnecting    bool
+	heartbeat        *time.Ticker // while connected to a debugger that wants heartbeats
+	heartbeatCommand string
 }
 
 type attachResult struct {
@@ -112,10 +123,16 @@ type attachResult struct {
 func (s *session) loop(ctx context.Context) error {
 	for {
 		var fromDebugger <-chan Incoming
+		var beat <-chan time.Time
 		if s.debugger != nil {
 			fromDebugger = s.debugger.In()
+			if s.heartbeat != nil {
+				beat = s.heartbeat.C
+			}
 		}
 		select {
+		case <-beat:
+			s.debugger.Send(map[string]any{"seq": 0, "type": "request", "command": s.heartbeatCommand})
 		case <-ctx.Done():
 			return ctx.Err()
 		case in := <-s.client.In():
@@ -273,6 +290,11 @@ func (s *session) attachFinished(res attachResult) {
 	}
 	s.debugger = s.newPeer("debugger", res.dbg.Conn)
 	s.attachArgs = res.dbg.AttachArguments
+	if hb := res.dbg.Heartbeat; hb.Every > 0 {
+		s.stopHeartbeat()
+		s.heartbeat, s.heartbeatCommand = time.NewTicker(hb.Every), hb.Command
+		s.debugger.Send(map[string]any{"seq": 0, "type": "request", "command": hb.Command})
+	}
 	s.state = handshaking
 	init := map[string]any{"seq": 0, "type": "request", "command": "initialize", "arguments": s.initArgs}
 	if s.initArgs == nil {
@@ -335,6 +357,7 @@ func (s *session) failAttach(msg string) {
 	if s.debugger != nil {
 		s.debugger.Close(0)
 		s.debugger = nil
+		s.stopHeartbeat()
 	}
 	s.state = idle
 }
@@ -350,6 +373,7 @@ func (s *session) fromDebugger(in Incoming) (done bool, err error) {
 	if in.Err != nil {
 		s.debugger.Close(0)
 		s.debugger = nil
+		s.stopHeartbeat()
 		if s.disconnecting {
 			return true, nil
 		}
@@ -393,6 +417,14 @@ func (s *session) fromDebugger(in Incoming) (done bool, err error) {
 	}
 }
 
+// stopHeartbeat stops the heartbeat, if one runs.
+func (s *session) stopHeartbeat() {
+	if s.heartbeat != nil {
+		s.heartbeat.Stop()
+		s.heartbeat = nil
+	}
+}
+
 // newPeer starts a connection of the session (see Peer).
 func (s *session) newPeer(name string, conn io.ReadWriteCloser) *Peer {
 	p := NewPeer(name, conn, s.opts.Trace, s.done, &s.wg)
@@ -415,6 +447,7 @@ func (s *session) output(category, text string) {
 // shutdown cancels an attach, closes both connections and waits for every
 // goroutine the session started.
 func (s *session) shutdown() {
+	s.stopHeartbeat()
 	if s.attachCancel != nil {
 		s.attachCancel()
 	}

@@ -144,6 +144,7 @@ type attacher struct {
 	steps     []string
 	debugger  *fakeDebugger
 	args      json.RawMessage // what the client's attach carried
+	heartbeat dap.Heartbeat
 }
 
 func (a *attacher) Attach(ctx context.Context, args json.RawMessage, r dap.Reporter) (*dap.Debugger, error) {
@@ -161,7 +162,7 @@ func (a *attacher) Attach(ctx context.Context, args json.RawMessage, r dap.Repor
 	}
 	kdapSide, debuggerSide := net.Pipe()
 	a.debugger = newFakeDebugger(debuggerSide)
-	return &dap.Debugger{Conn: kdapSide, AttachArguments: json.RawMessage(`{"mode":"remote","translated":true}`)}, nil
+	return &dap.Debugger{Conn: kdapSide, AttachArguments: json.RawMessage(`{"mode":"remote","translated":true}`), Heartbeat: a.heartbeat}, nil
 }
 
 // served is the result of one dap.Serve.
@@ -518,5 +519,36 @@ func TestTerminateIsRefusedUnlessAllowed(t *testing.T) {
 			}
 			a.debugger.mu.Unlock()
 		})
+	}
+}
+
+func TestHeartbeatsGoToTheDebuggerFromConnectingOn(t *testing.T) {
+	a := &attacher{heartbeat: dap.Heartbeat{Every: 20 * time.Millisecond, Command: "kdap/heartbeat"}}
+	c, _ := startSession(t, a, dap.Options{})
+	attachSeq := attach(t, c, false)
+	c.ExpectResponse(t, attachSeq)
+	isBeat := func(m *dap.Message) bool { return m.Type == "request" && m.Command == "kdap/heartbeat" }
+	first := a.debugger.expect(t, "a heartbeat", isBeat)
+	for i := 0; i < 3; i++ {
+		a.debugger.expect(t, "more heartbeats", isBeat)
+	}
+	a.debugger.mu.Lock()
+	firstIndex := -1
+	for i, m := range a.debugger.received {
+		if m == first {
+			firstIndex = i
+		}
+	}
+	a.debugger.mu.Unlock()
+	if firstIndex != 0 {
+		t.Errorf("the first heartbeat was message %d the debugger got; want it before initialize", firstIndex)
+	}
+	// The fake debugger answers them; the IDE sees none of it.
+	threads := c.Send("threads", nil)
+	c.ExpectResponse(t, threads)
+	for _, raw := range c.Recent() {
+		if strings.Contains(raw, "kdap/heartbeat") {
+			t.Errorf("the IDE got %s", raw)
+		}
 	}
 }

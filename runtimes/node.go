@@ -99,7 +99,7 @@ func InspectNode(pid int) (*Target, error) {
 	if !NodeVersionSupported(version) {
 		return nil, fmt.Errorf("the target runs Node.js %s; js-debug debugs Node.js %s and later: upgrade the service's Node.js", version, NodeMinVersion)
 	}
-	if mask, err := signalsCaught(pid); err == nil && mask&sigusr1 == 0 && !open {
+	if mask, err := SignalsCaught(pid); err == nil && mask&sigusr1 == 0 && !open {
 		return nil, fmt.Errorf("the target (pid %d, Node.js %s) does not handle SIGUSR1, so it cannot open its inspector without a restart (sending the signal would kill it; it was started with --disable-sigusr1 or installs no handler): "+
 			"start it with --inspect=127.0.0.1:%d, or without --disable-sigusr1", pid, version, DefaultInspectorPort)
 	}
@@ -116,29 +116,7 @@ func cmdline(pid int) []string {
 }
 
 // NodeOptions is the NODE_OPTIONS environment variable of pid.
-func NodeOptions(pid int) string {
-	raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-	for _, kv := range strings.Split(string(raw), "\x00") {
-		if v, ok := strings.CutPrefix(kv, "NODE_OPTIONS="); ok {
-			return v
-		}
-	}
-	return ""
-}
-
-// signalsCaught is the SigCgt mask of pid: the signals it handles.
-func signalsCaught(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "SigCgt:"); ok {
-			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-		}
-	}
-	return 0, fmt.Errorf("no SigCgt in /proc/%d/status", pid)
-}
+func NodeOptions(pid int) string { return environ(pid, "NODE_OPTIONS") }
 
 var nodeVersionString = regexp.MustCompile(`node\.js/v(\d+\.\d+\.\d+)`)
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	nodeimage "github.com/kdap/kdap/images/node"
+	"github.com/kdap/kdap/images/npm"
 	"github.com/kdap/kdap/runtimes"
 )
 
@@ -23,7 +24,7 @@ func TestInspectNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fetches Node.js")
 	}
-	dir, err := nodeimage.Fetch(context.Background(), nodeimage.NodeRuntime, os.Stderr)
+	dir, err := npm.Fetch(context.Background(), nodeimage.NodeRuntime, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,6 +52,34 @@ type Runtime struct {
 	// ConnectHint tells a client that connects itself to `kdap attach`'s
 	// endpoint how to attach to this target.
 	ConnectHint func(t *Target) string
+	// Endpoint is the protocol `kdap attach`'s endpoint speaks when kdap
+	// takes part in it: EndpointJDWP adds the heartbeats JDWP lacks; ""
+	// relays bytes.
+	Endpoint string
+	// Diagnostics are the diagnostics the agent takes of this runtime's
+	// targets (kdap dump, heap, profile).
+	Diagnostics []string
+}
+
+// EndpointJDWP: kdap attach relays JDWP packets and adds its heartbeats.
+const EndpointJDWP = "jdwp"
+
+// Diagnostics, by the agent's names for them.
+const (
+	DiagnosticThreads   = "threads"   // every thread's stack, as text
+	DiagnosticHeap      = "heap"      // a heap dump
+	DiagnosticRecording = "recording" // a profiler's recording (duration=30s)
+)
+
+// WithDiagnostic lists the runtimes whose agent takes the diagnostic kind.
+func WithDiagnostic(kind string) []*Runtime {
+	var out []*Runtime
+	for _, r := range All {
+		if slices.Contains(r.Diagnostics, kind) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Access is what a runtime's debugger needs to reach the target process.
@@ -131,7 +159,7 @@ func (r *Runtime) ExplicitMapping(args json.RawMessage) bool {
 func (r *Runtime) NeedsPtrace() bool { return r.Access == AccessPtrace }
 
 // All lists the runtimes kdap supports, in the order "auto" tries them.
-var All = []*Runtime{Go, Python, Node}
+var All = []*Runtime{Go, Python, Node, Java}
 
 // Lookup returns the runtime called name, or nil.
 func Lookup(name string) *Runtime {
@@ -416,4 +444,30 @@ func scriptSources(rootfs, dir string, exts, skip []string) []string {
 		return nil
 	})
 	return out
+}
+
+// SignalsCaught is the SigCgt mask of pid: the signals it handles (bit
+// N-1 for signal N). A signal it does not handle may kill it.
+func SignalsCaught(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "SigCgt:"); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	return 0, fmt.Errorf("no SigCgt in /proc/%d/status", pid)
+}
+
+// environ is the environment variable name of pid ("" if unset).
+func environ(pid int, name string) string {
+	raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	for _, kv := range strings.Split(string(raw), "\x00") {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	return ""
 }

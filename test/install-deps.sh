@@ -5,13 +5,18 @@
 # for the Debian root file system the Python and Node.js images take files
 # from (images/debian), python3 and gdb for the runtimes and agent unit
 # tests, npm to fetch Node.js and js-debug (images/node), ss (iproute2) to cut
-# a port-forward's connections in the Node.js fault test; for the VS Code
+# a port-forward's connections in the Node.js fault test; Debian's JDK 17
+# (javac, jlink, jdb, jfr) and the Gson and Commons Lang jars for the Java
+# images and tests (images/java, test/fixtures); for the VS Code
 # extension Node.js and npm, the headers code-server's native modules build
 # against, and Chromium for the real-VS-Code test.
 set -euo pipefail
 missing=""
 for cmd in gcc:gcc gdb:gdb debootstrap:debootstrap python3:python3 node:nodejs npm:npm ss:iproute2 chromium:chromium; do
   command -v "${cmd%%:*}" >/dev/null || missing="$missing ${cmd##*:}"
+done
+for file in /usr/lib/jvm/java-17-openjdk-amd64/bin/jlink:openjdk-17-jdk-headless /usr/share/java/gson.jar:libgoogle-gson-java /usr/share/java/commons-lang3.jar:libcommons-lang3-java; do
+  [ -e "${file%%:*}" ] || missing="$missing ${file##*:}"
 done
 for pkg in libc6-dev libkrb5-dev libxkbfile-dev libsecret-1-dev libx11-dev pkg-config; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"

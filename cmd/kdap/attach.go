@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 
@@ -17,6 +19,7 @@ import (
 type AttachOptions struct {
 	clusterFlags
 	Args     attach.Args
+	Port     int // local port of the endpoint; 0 picks one
 	Out, Err io.Writer
 }
 
@@ -28,7 +31,9 @@ func newAttachCommand() *cobra.Command {
 		Long: `kdap attach injects (or reuses) the debugger for TARGET (pod/NAME, deployment/NAME or a
 pod name) and forwards its port to 127.0.0.1. It prints the endpoint and stays until Ctrl-C;
 the target keeps running afterwards. GoLand: Run → Edit Configurations → Go Remote, host
-127.0.0.1 and the printed port. DAP clients: kdap prints how to attach for the target's runtime.`,
+127.0.0.1 and the printed port. IntelliJ IDEA (Java): Run → Edit Configurations → Remote JVM
+Debug, "Attach to remote JVM", socket, host 127.0.0.1 and the port (set a fixed one with
+--port). DAP clients: kdap prints how to attach for the target's runtime.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Args.Target = args[0]
@@ -40,6 +45,7 @@ the target keeps running afterwards. GoLand: Run → Edit Configurations → Go 
 	cmd.Flags().StringVarP(&o.Args.Container, "container", "c", "", "target container (default: the pod's default container)")
 	cmd.Flags().StringVar(&o.Args.Runtime, "runtime", "auto", "runtime of the target: auto (guessed from the container's image and command) or one of "+strings.Join(runtimes.Names(), ", "))
 	cmd.Flags().StringVar(&o.Args.Image, "image", "", "debugger image (overrides the --image-RUNTIME flags)")
+	cmd.Flags().IntVar(&o.Port, "port", 0, "local port of the endpoint, e.g. 5005 for an IDE configuration that keeps its port (default: any free port)")
 	return cmd
 }
 
@@ -48,11 +54,19 @@ func (o *AttachOptions) Run(ctx context.Context) error {
 	if _, err := attach.ParseArgs(mustJSON(o.Args)); err != nil {
 		return err
 	}
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", o.Port))
+	if err != nil {
+		return fmt.Errorf("--port %d: %w (choose another port, or 0 for any)", o.Port, err)
+	}
+	defer ln.Close()
 	ep, err := attach.Prepare(ctx, o.config(), o.Args, consoleReporter{o.Err})
 	if err != nil {
 		return err
 	}
 	defer ep.Forward.Close()
+	if ep.Status.Unavailable != "" {
+		return errors.New(ep.Status.Unavailable)
+	}
 	t := ep.Status.Target
 	title, how := t.Runtime, "connect a client of its debugger"
 	if rt := runtimes.Lookup(t.Runtime); rt != nil {
@@ -62,14 +76,12 @@ func (o *AttachOptions) Run(ctx context.Context) error {
 	for _, w := range t.Warnings {
 		fmt.Fprintln(o.Err, "kdap: warning:", w)
 	}
-	fmt.Fprintf(o.Out, "kdap: debugger listening at: %s (%s)\n", ep.Forward.Addr(), how)
-	select {
-	case <-ctx.Done():
-		fmt.Fprintln(o.Err, "kdap: stopping; the target keeps running")
-		return nil
-	case <-ep.Forward.Done():
-		return fmt.Errorf("lost the port-forward to pod %s/%s: %v; run kdap attach again", ep.Namespace, ep.Pod, ep.Forward.Err())
+	fmt.Fprintf(o.Out, "kdap: debugger listening at: %s (%s)\n", ln.Addr(), how)
+	if err := attach.ServeEndpoint(ctx, ep, ln, func(s string) { fmt.Fprintln(o.Err, s) }); err != nil {
+		return err
 	}
+	fmt.Fprintln(o.Err, "kdap: stopping; the target keeps running")
+	return nil
 }
 
 type consoleReporter struct{ w io.Writer }

@@ -193,6 +193,13 @@ func Decode(t testing.TB, m *dap.Message, v any) {
 	}
 }
 
+// Recent returns the last 20 messages the client has read, raw.
+func (c *Client) Recent() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.seen...)
+}
+
 func (c *Client) remember(m *dap.Message) {
 	c.seen = append(c.seen, string(m.Raw))
 	if len(c.seen) > 20 {

@@ -20,8 +20,23 @@ import (
 	"github.com/kdap/kdap/internal/lines"
 )
 
-// Suite is the Debian release of the root file system.
-const Suite = "bookworm"
+// System is a Debian root file system: a release with packages installed
+// on debootstrap's minbase.
+type System struct {
+	Suite    string
+	Packages []string
+	Check    string // a file (relative) that is there once it is complete
+}
+
+// Bookworm is the root file system kdap's images take files from: Python,
+// gdb and debugpy; the C and C++ runtime libraries come with them.
+// libboost-regex1.74.0 is named because --include does not resolve the
+// virtual package gdb's libsource-highlight4v5 depends on.
+var Bookworm = System{
+	Suite:    "bookworm",
+	Packages: []string{"python3", "gdb", "python3-debugpy", "libboost-regex1.74.0"},
+	Check:    "usr/bin/gdb",
+}
 
 // mirror is the Debian mirror debootstrap fetches from: $KDAP_DEBIAN_MIRROR,
 // else Debian's own.
@@ -32,25 +47,20 @@ func mirror() string {
 	return "http://deb.debian.org/debian"
 }
 
-// packages are installed on debootstrap's minbase: what kdap's images and
-// test fixtures take from Debian (Python, gdb and debugpy; the C and C++
-// runtime libraries come with them). libboost-regex1.74.0 is named because
-// --include does not resolve the virtual package gdb's libsource-highlight4v5
-// depends on.
-var packages = []string{"python3", "gdb", "python3-debugpy", "libboost-regex1.74.0"}
+// Rootfs returns Bookworm's root file system.
+func Rootfs(ctx context.Context, log io.Writer) (string, error) { return Bookworm.Rootfs(ctx, log) }
 
-// Rootfs returns the Debian root file system (packages on minbase), made by
-// debootstrap (root, Debian's debootstrap package and the Debian mirror
-// needed) the first time and cached under the user's cache directory.
-// Progress goes to log.
-func Rootfs(ctx context.Context, log io.Writer) (string, error) {
+// Rootfs returns the root file system, made by debootstrap (root, Debian's
+// debootstrap package and the Debian mirror needed) the first time and
+// cached under the user's cache directory. Progress goes to log.
+func (s System) Rootfs(ctx context.Context, log io.Writer) (string, error) {
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		return "", err
 	}
-	key := sha256.Sum256([]byte(Suite + " " + strings.Join(packages, ",")))
-	dir := filepath.Join(cache, "kdap", "debian-rootfs", Suite+"-"+hex.EncodeToString(key[:])[:12])
-	if _, err := os.Stat(filepath.Join(dir, "usr", "bin", "gdb")); err == nil {
+	key := sha256.Sum256([]byte(s.Suite + " " + strings.Join(s.Packages, ",")))
+	dir := filepath.Join(cache, "kdap", "debian-rootfs", s.Suite+"-"+hex.EncodeToString(key[:])[:12])
+	if _, err := os.Stat(filepath.Join(dir, s.Check)); err == nil {
 		return dir, nil
 	}
 	if _, err := exec.LookPath("debootstrap"); err != nil {
@@ -64,12 +74,15 @@ func Rootfs(ctx context.Context, log io.Writer) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return "", err
 	}
-	fmt.Fprintf(log, "debian: debootstrap %s with %s into %s (≈ 1 min, once)\n", Suite, strings.Join(packages, ","), dir)
-	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+strings.Join(packages, ","), Suite, tmp, mirror())
+	fmt.Fprintf(log, "debian: debootstrap %s with %s into %s (≈ 1–2 min, once)\n", s.Suite, strings.Join(s.Packages, ","), dir)
+	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+strings.Join(s.Packages, ","), s.Suite, tmp, mirror())
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		os.RemoveAll(tmp)
-		return "", fmt.Errorf("debootstrap %s: %w\n%s", Suite, err, lines.Last(string(out), 15))
+		return "", fmt.Errorf("debootstrap %s: %w\n%s", s.Suite, err, lines.Last(string(out), 15))
+	}
+	if _, err := os.Stat(filepath.Join(tmp, s.Check)); err != nil {
+		return "", fmt.Errorf("debootstrap %s did not install %s", s.Suite, s.Check)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return "", err
@@ -172,6 +185,9 @@ func PackageFiles(rootfs string, roots, exclude []string) (map[string]bool, erro
 		}
 	}
 	files := map[string]bool{}
+	for top := range merged { // /lib64/ld-linux-x86-64.so.2 is found through them
+		files[top] = true
+	}
 	for p := range seen {
 		list := filepath.Join(rootfs, "var/lib/dpkg/info", p+".list")
 		if _, err := os.Stat(list); err != nil {

@@ -22,6 +22,7 @@ var ownFiles = map[string][]string{
 	"go":     {"runtimes/golang.go", "agent/delve.go", "images/go/"},
 	"python": {"runtimes/python.go", "agent/debugpy.go", "images/python/"},
 	"node":   {"runtimes/node.go", "agent/jsdebug.go", "agent/jssession.go", "agent/inspector.go", "images/node/"},
+	"java":   {"runtimes/java.go", "agent/javadebug.go", "agent/jvm.go", "agent/hotspot.go", "agent/jdwp.go", "jdwp/", "images/java/"},
 }
 
 // TestRuntimeNamesStayInTheirFiles: the product's code (not its tests)

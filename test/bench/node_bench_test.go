@@ -163,7 +163,7 @@ func nodeThroughKdap(b *testing.B, t nodeTarget, node, server, root string) (*da
 		ide, err := ln.Accept()
 		ln.Close()
 		if err == nil {
-			dap.Serve(context.Background(), ide, fixedAttacher{conn, args}, dap.Options{})
+			dap.Serve(context.Background(), ide, fixedAttacher{conn: conn, args: args}, dap.Options{})
 		}
 	}()
 	ide, err := net.Dial("tcp", ln.Addr().String())

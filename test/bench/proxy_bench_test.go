@@ -86,7 +86,7 @@ func dial(b *testing.B, agentAddr, path string) net.Conn {
 		if err != nil {
 			return
 		}
-		dap.Serve(context.Background(), ide, fixedAttacher{conn, json.RawMessage(`{"mode":"remote"}`)}, dap.Options{})
+		dap.Serve(context.Background(), ide, fixedAttacher{conn: conn, args: json.RawMessage(`{"mode":"remote"}`)}, dap.Options{})
 	}()
 	ide, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -98,12 +98,13 @@ func dial(b *testing.B, agentAddr, path string) net.Conn {
 // fixedAttacher hands the session an open connection to the agent and the
 // debugger's attach arguments.
 type fixedAttacher struct {
-	conn net.Conn
-	args json.RawMessage
+	conn      net.Conn
+	args      json.RawMessage
+	heartbeat dap.Heartbeat
 }
 
 func (a fixedAttacher) Attach(context.Context, json.RawMessage, dap.Reporter) (*dap.Debugger, error) {
-	return &dap.Debugger{Conn: a.conn, AttachArguments: a.args}, nil
+	return &dap.Debugger{Conn: a.conn, AttachArguments: a.args, Heartbeat: a.heartbeat}, nil
 }
 
 // stopAtBreakpoint attaches, sets a breakpoint in the fixture's handler,

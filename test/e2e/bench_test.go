@@ -12,10 +12,12 @@ import (
 	"time"
 
 	godap "github.com/google/go-dap"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kdap/kdap/attach"
 	"github.com/kdap/kdap/dap"
 	"github.com/kdap/kdap/dap/daptest"
+	"github.com/kdap/kdap/runtimes"
 	"github.com/kdap/kdap/test/fixtures"
 )
 
@@ -28,7 +30,7 @@ import (
 // Compare with DESIGN.md's manual path (patch → verified 351 ms).
 func BenchmarkAttachLatency(b *testing.B) {
 	root, mainGo := localCopy(b)
-	benchAttach(b, "go", fixtures.GoHTTPImage, root, mainGo, lineOf(b, mainGo, "message := fmt.Sprintf"))
+	benchAttach(b, "go", fixtures.GoHTTPImage, nil, root, mainGo, lineOf(b, mainGo, "message := fmt.Sprintf"))
 }
 
 // BenchmarkAttachLatencyPython is BenchmarkAttachLatency for the Python
@@ -36,7 +38,7 @@ func BenchmarkAttachLatency(b *testing.B) {
 // injecting it through gdb.
 func BenchmarkAttachLatencyPython(b *testing.B) {
 	root, pricing := pyLocalCopy(b)
-	benchAttach(b, "python", fixtures.PyHTTPImage, root, pricing, lineOf(b, pricing, "total = items * unit"))
+	benchAttach(b, "python", fixtures.PyHTTPImage, nil, root, pricing, lineOf(b, pricing, "total = items * unit"))
 }
 
 // BenchmarkAttachLatencyNode is BenchmarkAttachLatency for the Node.js
@@ -44,16 +46,32 @@ func BenchmarkAttachLatencyPython(b *testing.B) {
 // js-debug's two sessions; bp-verified comes after js-debug has attached.
 func BenchmarkAttachLatencyNode(b *testing.B) {
 	root, file, line := nodeJS.localCopy(b)
-	benchAttach(b, "node", fixtures.NodeHTTPImage, root, file, line)
+	benchAttach(b, "node", fixtures.NodeHTTPImage, nil, root, file, line)
 }
 
-func benchAttach(b *testing.B, runtime, image, root, file string, line int) {
+// BenchmarkAttachLatencyJava is BenchmarkAttachLatency for the Java
+// service on OpenJDK 17 with onjcmd=y: debugger-ready includes starting
+// JDWP (VM.start_java_debugging), the Java debug server's JVM and its
+// JDI attach.
+func BenchmarkAttachLatencyJava(b *testing.B) {
+	src := javaLocalCopy(b)
+	benchAttach(b, "java", fixtures.JavaHTTPImage, func(p *corev1.Pod) {
+		p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "JAVA_TOOL_OPTIONS", Value: runtimes.JDWPFlag(17)}}
+	}, src.root, src.pricing, lineOf(b, src.pricing, javaSumLine))
+}
+
+// benchAttach measures attaching to fresh pods of image (edit changes the
+// pod spec, if set).
+func benchAttach(b *testing.B, runtime, image string, edit func(*corev1.Pod), root, file string, line int) {
+	if edit == nil {
+		edit = func(*corev1.Pod) {}
+	}
 	ns := newNamespace(b, nil)
 	phases := map[string][]time.Duration{}
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		pod := fmt.Sprintf("bench-%d", i)
-		createPod(b, ns, pod, image)
+		createPodWith(b, ns, pod, image, edit)
 		time.Sleep(2 * time.Second)
 		b.StartTimer()
 

@@ -277,8 +277,9 @@ func TestNodeErrorsNameTheFix(t *testing.T) {
 	}
 }
 
-// expectStopReason waits for a stop of the given reason at file:line.
-func expectStopReason(t *testing.T, c *daptest.Client, reason, file string, line int) {
+// expectStopReason waits for a stop of the given reason at file:line and
+// returns its thread and top frame.
+func expectStopReason(t *testing.T, c *daptest.Client, reason, file string, line int) (threadID, frameID int) {
 	t.Helper()
 	stopped := c.Expect(t, reason+" stop", func(m *dap.Message) bool {
 		var ev godap.StoppedEvent
@@ -291,7 +292,9 @@ func expectStopReason(t *testing.T, c *daptest.Client, reason, file string, line
 	daptest.Decode(t, st, &stack)
 	if len(stack.StackFrames) == 0 || stack.StackFrames[0].Source == nil || stack.StackFrames[0].Source.Path != file || stack.StackFrames[0].Line != line {
 		t.Errorf("after %s: top frame %s, want %s:%d", reason, st.Raw, file, line)
+		return sb.ThreadId, 0
 	}
+	return sb.ThreadId, stack.StackFrames[0].Id
 }
 
 // noReverseRequest fails if the client was sent the reverse request: kdap

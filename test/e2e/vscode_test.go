@@ -62,14 +62,17 @@ func vscodeSetup(t *testing.T) {
 }
 
 // vscodeWorkspace is a workspace folder with a copy of the Go fixture and
-// of the Node.js one (nodehttp/), and a launch.json naming the pods: the Go
-// pod, the picker, and the "shop" pod's Node.js and Go containers, alone
-// and as a compound.
+// of the Node.js one (nodehttp/) and the Java one (javahttp/), and a
+// launch.json naming the pods: the Go pod, the picker, the "shop" pod's
+// Node.js and Go containers, alone and as a compound, and the Java pod.
 func vscodeWorkspace(t *testing.T, ns, pod string) (root, mainGo string) {
 	t.Helper()
 	root, mainGo = localCopy(t)
 	nodeRoot, _, _ := nodeJS.localCopy(t)
 	if err := os.Rename(nodeRoot, filepath.Join(root, "nodehttp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(javaLocalCopy(t).root, filepath.Join(root, "javahttp")); err != nil {
 		t.Fatal(err)
 	}
 	shop := func(name, container, image, localRoot string) map[string]any {
@@ -91,6 +94,10 @@ func vscodeWorkspace(t *testing.T, ns, pod string) (root, mainGo string) {
 				"kubeconfig": env.cluster.Kubeconfig(), "image": fixtures.GoAgentImage,
 			},
 			shop("kdap: web", "web", fixtures.NodeAgentImage, "${workspaceFolder}/nodehttp"),
+			map[string]any{
+				"name": "kdap: java", "type": "kdap", "request": "attach", "target": "pod/javashop", "namespace": ns,
+				"kubeconfig": env.cluster.Kubeconfig(), "image": fixtures.JavaAgentImage, "localRoot": "${workspaceFolder}/javahttp",
+			},
 			shop("kdap: api", "api", fixtures.GoAgentImage, "${workspaceFolder}"),
 		},
 		"compounds": []any{
@@ -233,6 +240,18 @@ func TestVSCodeExtensionInCodeServer(t *testing.T) {
 		t.Fatalf("the compound stopped at %q, want %q", got, want)
 	}
 	t.Logf("the compound stopped in Node.js, then in Go; screenshots: %s", shot)
+
+	// Java: a breakpoint in the nested class of the Java service (its
+	// sources under javahttp/src/main/java) stops there.
+	javaSvc := jdk17.pod(t, ns, "javashop", true)
+	pricingLine := lineOf(t, filepath.Join(root, "javahttp", "src", "main", "java", "shop", "pricing", "Pricing.java"), javaSumLine)
+	shot = filepath.Join(artifacts, "vscode-java-stopped.png")
+	javaRun := uiRun{config: "kdap: java", breakpoints: []string{fmt.Sprintf("javahttp/src/main/java/shop/pricing/Pricing.java:%d", pricingLine)},
+		request: "/quote?items=", reply: "total: "}
+	if got, want := runUI(t, url, root, javaSvc, shot, javaRun), []string{fmt.Sprintf("Pricing.java %d", pricingLine)}; !slices.Equal(got, want) {
+		t.Fatalf("the editor shows the Java stop at %q, want %q", got, want)
+	}
+	t.Logf("the editor stopped at Pricing.java:%d; screenshot: %s", pricingLine, shot)
 
 	// kdap.trace: the DAP traffic is in the "kdap" output channel's log.
 	var traced []string

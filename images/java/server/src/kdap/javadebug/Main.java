@@ -1,0 +1,104 @@
+// kdap's Java debug server: Microsoft's java-debug core (the engine of VS
+// Code's Java debugger) behind a DAP socket, without Eclipse JDT. The kdap
+// agent runs it in the debugger container next to the target JVM and hands
+// it the JVM's JDWP connection over a Unix socket (AgentConnector); this
+// program serves one DAP session at a time and, when a session's connection
+// ends however it ends, lets go of the JVM (java-debug itself keeps the JDWP
+// connection — and a suspended thread — when its DAP socket drops).
+//
+// Usage: java -cp … kdap.javadebug.Main PORT   (prints "kdap java-debug
+// listening at 127.0.0.1:PORT" once it serves; KDAP_JDWP_SOCKET names the
+// agent's socket)
+package kdap.javadebug;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.util.logging.Level;
+import java.util.logging.Logger;
+
+import com.microsoft.java.debug.core.Configuration;
+import com.microsoft.java.debug.core.adapter.ICompletionsProvider;
+import com.microsoft.java.debug.core.adapter.IEvaluationProvider;
+import com.microsoft.java.debug.core.adapter.IHotCodeReplaceProvider;
+import com.microsoft.java.debug.core.adapter.ISourceLookUpProvider;
+import com.microsoft.java.debug.core.adapter.IVirtualMachineManagerProvider;
+import com.microsoft.java.debug.core.adapter.ProtocolServer;
+import com.microsoft.java.debug.core.adapter.ProviderContext;
+import com.microsoft.java.debug.core.protocol.Events;
+import com.microsoft.java.debug.core.protocol.Messages;
+
+public final class Main {
+    public static void main(String[] args) throws IOException {
+        int port = args.length > 0 ? Integer.parseInt(args[0]) : 0;
+        String socket = System.getenv("KDAP_JDWP_SOCKET");
+        if (socket == null || socket.isEmpty()) {
+            System.err.println("kdap java-debug: KDAP_JDWP_SOCKET is not set");
+            System.exit(2);
+        }
+        Logger.getLogger("").setLevel(Level.WARNING); // java-debug logs usage data at INFO
+        Logger.getLogger(Configuration.LOGGER_NAME).setLevel(Level.WARNING);
+        try (ServerSocket server = new ServerSocket(port, 1, InetAddress.getLoopbackAddress())) {
+            System.out.println("kdap java-debug listening at 127.0.0.1:" + server.getLocalPort());
+            System.out.flush();
+            while (true) {
+                Socket client = server.accept();
+                serve(client, socket); // one session at a time: JDWP takes one client
+            }
+        }
+    }
+
+    // serve runs one DAP session on client; afterwards the JVM is let go.
+    static void serve(Socket client, String jdwpSocket) {
+        VmManager vms = new VmManager(new AgentConnector(jdwpSocket));
+        SourceLookup sources = new SourceLookup();
+        ProviderContext providers = new ProviderContext();
+        providers.registerProvider(IVirtualMachineManagerProvider.class, (IVirtualMachineManagerProvider) () -> vms);
+        providers.registerProvider(ISourceLookUpProvider.class, sources);
+        providers.registerProvider(IEvaluationProvider.class, new Evaluator());
+        providers.registerProvider(IHotCodeReplaceProvider.class, new NoHotCodeReplace());
+        providers.registerProvider(ICompletionsProvider.class, (ICompletionsProvider) (frame, text, line, column) -> java.util.List.of());
+        try {
+            new Session(client.getInputStream(), client.getOutputStream(), providers, sources).run();
+        } catch (IOException | RuntimeException e) {
+            System.err.println("kdap java-debug: session: " + e);
+        } finally {
+            vms.release();
+            try {
+                client.close();
+            } catch (IOException e) {
+                // already closed
+            }
+        }
+    }
+
+    // Session is java-debug's protocol server, which hands the IDE's source
+    // files that kdap lists in the attach request (kdapSourceFiles) to the
+    // source lookup, and keeps java-debug's telemetry events to itself.
+    static final class Session extends ProtocolServer {
+        private final SourceLookup sources;
+
+        Session(InputStream in, OutputStream out, ProviderContext providers, SourceLookup sources) {
+            super(in, out, providers);
+            this.sources = sources;
+        }
+
+        @Override
+        protected void dispatchRequest(Messages.Request request) {
+            if ("attach".equals(request.command) && request.arguments != null) {
+                sources.setKnownFiles(request.arguments.get("kdapSourceFiles"));
+            }
+            super.dispatchRequest(request);
+        }
+
+        @Override
+        public void sendEvent(Events.DebugEvent event) {
+            if (!(event instanceof Events.TelemetryEvent)) {
+                super.sendEvent(event);
+            }
+        }
+    }
+}

@@ -1,0 +1,249 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	godap "github.com/google/go-dap"
+
+	"github.com/kdap/kdap/agent"
+	"github.com/kdap/kdap/agentapi"
+	"github.com/kdap/kdap/dap"
+	"github.com/kdap/kdap/dap/daptest"
+	javaimage "github.com/kdap/kdap/images/java"
+	"github.com/kdap/kdap/runtimes"
+)
+
+// BenchmarkJavaRoundTrip compares DAP requests while the Java fixture is
+// suspended at a breakpoint, in the same run, with the same Java debug
+// server (images/java): "direct" is the server attached straight to the
+// JVM's JDWP port, as one would run java-debug by hand; "kdap" is a kdap
+// session (with its heartbeats) through the agent, which relays the
+// server's JDWP packets onto the connection it holds.
+func BenchmarkJavaRoundTrip(b *testing.B) {
+	repo, _ := filepath.Abs("../..")
+	jre, lib, err := javaimage.Build(context.Background(), repo, b.TempDir(), io.Discard)
+	if err != nil {
+		b.Fatal(err)
+	}
+	java, cp := filepath.Join(jre, "bin", "java"), filepath.Join(lib, "*")
+	src := filepath.Join(repo, "test", "fixtures", "javahttp", "src", "main", "java")
+	pricing := filepath.Join(src, "shop", "pricing", "Pricing.java")
+	line := lineOf(b, pricing, "long sum = (long) items * unit")
+	target := startJavaTarget(b, repo)
+	attachArgs, _ := json.Marshal(map[string]any{"type": "java", "request": "attach", "hostName": "127.0.0.1", "port": 0,
+		"sourcePaths": []string{src}, "kdapSourceFiles": map[string][]string{src: {"shop/Server.java", "shop/pricing/Pricing.java"}}})
+
+	results := map[string]map[string]float64{}
+	for _, path := range []string{"direct", "kdap"} { // JDWP takes one client: the agent holds it once it runs
+		var c *daptest.Client
+		var cleanup func()
+		if path == "kdap" {
+			c, cleanup = javaThroughKdap(b, target, java, cp, attachArgs)
+		} else {
+			c, cleanup = javaDirect(b, target, java, cp, attachArgs)
+		}
+		bp := c.ExpectResponse(b, c.Send("setBreakpoints", godap.SetBreakpointsArguments{Source: godap.Source{Path: pricing}, Breakpoints: []godap.SourceBreakpoint{{Line: line}}}))
+		if !strings.Contains(string(bp.Raw), `"verified":true`) {
+			b.Fatalf("%s: breakpoint not verified: %s", path, bp.Raw)
+		}
+		go target.get("/quote?items=3")
+		stopped := c.ExpectEvent(b, "stopped")
+		var sb godap.StoppedEventBody
+		daptest.Decode(b, stopped, &sb)
+		st := c.ExpectResponse(b, c.Send("stackTrace", godap.StackTraceArguments{ThreadId: sb.ThreadId, Levels: 20}))
+		var stack godap.StackTraceResponseBody
+		daptest.Decode(b, st, &stack)
+		frame := stack.StackFrames[0].Id
+		sc := c.ExpectResponse(b, c.Send("scopes", map[string]any{"frameId": frame}))
+		var scopes godap.ScopesResponseBody
+		daptest.Decode(b, sc, &scopes)
+		requests := []struct {
+			name string
+			args any
+		}{
+			{"stackTrace", godap.StackTraceArguments{ThreadId: sb.ThreadId, Levels: 20}},
+			{"variables", godap.VariablesArguments{VariablesReference: scopes.Scopes[0].VariablesReference}},
+			{"evaluate", map[string]any{"expression": "items * unit + 1", "frameId": frame, "context": "repl"}},
+		}
+		for _, r := range requests {
+			b.Run(r.name+"/"+path, func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					c.ExpectResponse(b, c.Send(r.name, r.args))
+				}
+				if results[r.name] == nil {
+					results[r.name] = map[string]float64{}
+				}
+				results[r.name][path] = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+			})
+		}
+		c.ExpectResponse(b, c.Send("continue", godap.ContinueArguments{ThreadId: sb.ThreadId}))
+		c.ExpectAnyResponse(b, c.Send("disconnect", godap.DisconnectArguments{}))
+		cleanup()
+	}
+	for _, r := range []string{"stackTrace", "variables", "evaluate"} {
+		d, k := results[r]["direct"], results[r]["kdap"]
+		if d > 0 && k > 0 {
+			fmt.Printf("java round trip %-10s java-debug direct %7.3f ms   through kdap %7.3f ms   ratio %.2f\n", r, d/1e6, k/1e6, k/d)
+		}
+	}
+}
+
+// javaTarget is the Java fixture running here, its JDWP listening.
+type javaTarget struct {
+	pid, jdwp int
+	http      string
+}
+
+func (t javaTarget) get(path string) {
+	if resp, err := (&http.Client{Timeout: time.Minute}).Get("http://" + t.http + path); err == nil {
+		resp.Body.Close()
+	}
+}
+
+// startJavaTarget compiles the fixture and runs it on the machine's JDK,
+// JDWP listening on a free loopback port.
+func startJavaTarget(b *testing.B, repo string) javaTarget {
+	classes := b.TempDir()
+	var srcs []string
+	filepath.WalkDir(filepath.Join(repo, "test", "fixtures", "javahttp", "src"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".java") {
+			srcs = append(srcs, p)
+		}
+		return err
+	})
+	if out, err := exec.Command(filepath.Join(javaimage.JDK, "bin", "javac"), append([]string{"-g", "-d", classes}, srcs...)...).CombinedOutput(); err != nil {
+		b.Fatalf("javac: %v\n%s", err, out)
+	}
+	t := javaTarget{http: freeAddr(b), jdwp: freePort(b)}
+	_, port, _ := net.SplitHostPort(t.http)
+	cmd := exec.Command(filepath.Join(javaimage.JDK, "bin", "java"),
+		fmt.Sprintf("-agentlib:jdwp=transport=dt_socket,server=y,suspend=n,address=127.0.0.1:%d", t.jdwp), "-cp", classes, "shop.Server")
+	cmd.Env = append(os.Environ(), "PORT="+port)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && !strings.Contains(sc.Text(), "javahttp listening") {
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	t.pid = cmd.Process.Pid
+	return t
+}
+
+// javaThroughKdap runs the agent in-process on the target and a kdap
+// session on it; it returns the IDE's client, attached and configured.
+func javaThroughKdap(b *testing.B, t javaTarget, java, cp string, args json.RawMessage) (*daptest.Client, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- agent.Run(ctx, agent.Config{Listen: "127.0.0.1:0", TTL: time.Hour, PID: t.pid, Runtime: runtimes.Java.Name, Log: io.Discard,
+			Getenv: func(k string) string {
+				return map[string]string{runtimes.JavaBinEnv: java, runtimes.JavaDebugCPEnv: cp}[k]
+			},
+			Ready: func(a string) { ready <- a }})
+	}()
+	var agentAddr string
+	select {
+	case agentAddr = <-ready:
+	case err := <-done:
+		b.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", agentAddr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go func() {
+		ide, err := ln.Accept()
+		ln.Close()
+		if err == nil {
+			hb := dap.Heartbeat{Every: agentapi.HeartbeatInterval, Command: agentapi.HeartbeatCommand}
+			dap.Serve(context.Background(), ide, fixedAttacher{conn: conn, args: args, heartbeat: hb}, dap.Options{})
+		}
+	}()
+	ide, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := configured(b, ide, map[string]any{})
+	return c, func() { ide.Close(); cancel(); <-done }
+}
+
+// javaDirect runs the Java debug server with its JDWP socket bridged
+// straight to the JVM's JDWP port (bytes copied, nothing parsed), and
+// returns a client attached to it.
+func javaDirect(b *testing.B, t javaTarget, java, cp string, args json.RawMessage) (*daptest.Client, func()) {
+	sock := filepath.Join(b.TempDir(), "jdwp.sock")
+	bridge, err := net.Listen("unix", sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := bridge.Accept()
+			if err != nil {
+				return
+			}
+			jvm, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", t.jdwp))
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { io.Copy(jvm, c); jvm.Close() }()
+			go func() { io.Copy(c, jvm); c.Close() }()
+		}
+	}()
+	cmd := exec.Command(java, "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", cp, runtimes.JavaDebugMain, "0")
+	cmd.Env = append(os.Environ(), "KDAP_JDWP_SOCKET="+sock)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	var addr string
+	for sc.Scan() {
+		if _, a, ok := strings.Cut(sc.Text(), "kdap java-debug listening at "); ok {
+			addr = strings.TrimSpace(a)
+			break
+		}
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := configured(b, conn, args)
+	return c, func() { conn.Close(); bridge.Close(); cmd.Process.Kill(); cmd.Wait() }
+}
+
+// configured runs initialize → attach → configurationDone on conn.
+func configured(b *testing.B, conn net.Conn, args any) *daptest.Client {
+	c := daptest.NewClient(conn)
+	c.Timeout = time.Minute
+	c.ExpectResponse(b, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "java", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
+	attach := c.Send("attach", args)
+	c.ExpectEvent(b, "initialized")
+	c.ExpectResponses(b, c.Send("configurationDone", nil), attach)
+	return c
+}
