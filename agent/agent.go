@@ -188,6 +188,7 @@ type agent struct {
 
 	mu         sync.Mutex
 	active     int
+	used       bool // a session reached the debugger since it last released the target
 	lastActive time.Time
 	conns      map[net.Conn]bool // open client connections, closed at shutdown
 }
@@ -327,13 +328,16 @@ func writeHTTP(conn net.Conn, code int, contentType string, body io.Reader, size
 // heartbeats are dropped here, and once it has sent one, its silence ends
 // the session (agentapi.SilenceLimit).
 func (a *agent) session(ctx context.Context, client net.Conn, isDAP bool) {
-	upstream, err := a.dbg.connect(ctx, a.logf)
-	if err != nil {
-		a.logf("debugger: %v", err)
-		refuseDAP(client, err)
-		return
-	}
-	a.counted(client, func() { relay(client, upstream, isDAP, a.logf) })
+	a.counted(client, func() bool {
+		upstream, err := a.dbg.connect(ctx, a.logf)
+		if err != nil {
+			a.logf("debugger: %v", err)
+			refuseDAP(client, err)
+			return false
+		}
+		relay(client, upstream, isDAP, a.logf)
+		return true
+	})
 }
 
 // jdwpSession serves a raw JDWP client (IntelliJ, jdb) of a debugger that
@@ -344,36 +348,54 @@ func (a *agent) jdwpSession(ctx context.Context, client net.Conn) {
 		refuseJDWP(client, fmt.Errorf("the target is a %s program, not a JVM: connect a client of its debugger", a.target.Runtime))
 		return
 	}
-	a.counted(client, func() {
+	a.counted(client, func() bool {
 		if err := j.serveJDWP(ctx, client, a.logf); err != nil {
 			a.logf("JDWP client %s: %v", client.RemoteAddr(), err)
 			refuseJDWP(client, err)
+			return false
 		}
+		return true
 	})
 }
 
-// counted runs one client's session, counting it; when the last client has
-// gone the debugger releases the target.
-func (a *agent) counted(client net.Conn, run func()) {
-	a.mu.Lock()
-	a.active++
-	n := a.active
-	a.mu.Unlock()
+// counted runs one client's session, counting it from the start (the agent
+// does not reach its idle TTL while a debugger starts for it).
+func (a *agent) counted(client net.Conn, run func() (reached bool)) {
+	n := a.enter()
 	a.logf("client %s connected (%d connected)", client.RemoteAddr(), n)
+	reached := run()
+	n = a.leave(reached)
+	a.logf("client %s left (%d connected)", client.RemoteAddr(), n)
+}
 
-	run()
+// enter counts a client in (a session, or a diagnostic being taken).
+func (a *agent) enter() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.active++
+	return a.active
+}
 
+// leave counts a client out; reached says its session reached the
+// debugger. Once no client is left and a session has reached the debugger
+// since the last release, the debugger releases the target.
+func (a *agent) leave(reached bool) int {
 	a.mu.Lock()
 	a.active--
-	n = a.active
+	n := a.active
 	a.lastActive = time.Now()
+	a.used = a.used || reached
+	release := n == 0 && a.used
+	if release {
+		a.used = false
+	}
 	a.mu.Unlock()
-	a.logf("client %s left (%d connected)", client.RemoteAddr(), n)
-	if n == 0 {
+	if release {
 		if err := a.dbg.release(a.logf); err != nil {
 			a.logf("releasing the target: %v", err)
 		}
 	}
+	return n
 }
 
 // jdwpServer is a debugger that also serves raw JDWP clients on the front
@@ -401,7 +423,11 @@ func refuseJDWP(conn net.Conn, cause error) {
 // than a closed connection. Other protocols just see the connection close.
 func refuseDAP(conn net.Conn, cause error) {
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	raw, err := dap.NewReader(conn).Read()
+	r := dap.NewReader(conn)
+	raw, err := r.Read()
+	for err == nil && isHeartbeat(raw) { // kdap's come before its initialize
+		raw, err = r.Read()
+	}
 	if err != nil {
 		return
 	}

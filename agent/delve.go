@@ -2,13 +2,10 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
-	"sync"
 	"time"
 
 	"github.com/go-delve/delve/service/rpc2"
@@ -26,31 +23,18 @@ func newDelve(cfg Config, t *runtimes.Target) (debugger, error) {
 	if err := requireFiles(runtimes.Go, bin); err != nil {
 		return nil, err
 	}
-	return &delve{bin: bin, pid: t.PID, log: cfg.Log}, nil
+	return &delve{bin: bin, pid: t.PID, proc: serverProcess{name: "dlv", marker: "API server listening at: ", timeout: 60 * time.Second, log: cfg.Log}}, nil
 }
 
 // delve runs `dlv attach` on the target, at most one at a time, started on
 // the first client and again if it has exited.
 type delve struct {
-	bin string
-	pid int
-	log io.Writer
-
-	startMu sync.Mutex // serialises starts; held while Delve attaches
-	mu      sync.Mutex // guards the fields below; never held for long
-	cmd     *exec.Cmd
-	addr    string
-	exited  chan struct{} // closed when cmd has exited
+	bin  string
+	pid  int
+	proc serverProcess // dlv; Delve prints "API server listening at: 127.0.0.1:PORT" once it serves
 }
 
-func (d *delve) state() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.cmd == nil {
-		return "not started"
-	}
-	return "running"
-}
+func (d *delve) state() string { return d.proc.state() }
 
 // connect dials the debugger, starting it if needed.
 func (d *delve) connect(ctx context.Context, logf func(string, ...any)) (net.Conn, error) {
@@ -67,42 +51,29 @@ func (d *delve) prepare(ctx context.Context, logf func(string, ...any)) error {
 	return err
 }
 
-// ensure returns the address of a running Delve, starting it if needed.
+// ensure returns the address of a running Delve, starting it if needed;
+// a Delve started now has resumed the target (dlv attach halts it).
 func (d *delve) ensure(ctx context.Context, logf func(string, ...any)) (string, error) {
-	d.startMu.Lock()
-	defer d.startMu.Unlock()
-	d.mu.Lock()
-	cmd, addr := d.cmd, d.addr
-	d.mu.Unlock()
-	if cmd != nil {
-		return addr, nil
-	}
-	args := runtimes.DelveCommand(d.bin, d.pid)
-	cmd = exec.Command(args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), runtimes.DelveEnv...)
 	start := time.Now()
-	// Delve prints "API server listening at: 127.0.0.1:PORT" once it serves.
-	srv, err := startServer(ctx, cmd, "dlv", "API server listening at: ", d.log, 60*time.Second, func(err error) {
-		logf("dlv exited: %v", err)
-		d.mu.Lock()
-		if d.cmd == cmd {
-			d.cmd = nil
+	srv, started, err := d.proc.ensure(ctx, logf, func() *exec.Cmd {
+		args := runtimes.DelveCommand(d.bin, d.pid)
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env = append(os.Environ(), runtimes.DelveEnv...)
+		return cmd
+	}, func(output string) error {
+		return fmt.Errorf("dlv exited while attaching to pid %d: %s (the debugger container needs SYS_PTRACE, or to run as the target's user on a node whose kernel.yama.ptrace_scope is 0)", d.pid, output)
+	}, func(srv *server) error {
+		if err := resume(srv.addr); err != nil {
+			return fmt.Errorf("resuming the target after attaching: %w", err)
 		}
-		d.mu.Unlock()
+		return nil
 	})
-	if errors.Is(err, errExitedEarly) {
-		return "", fmt.Errorf("dlv exited while attaching to pid %d: %s (the debugger container needs SYS_PTRACE, or to run as the target's user on a node whose kernel.yama.ptrace_scope is 0)", d.pid, srv.output.String())
-	}
 	if err != nil {
 		return "", err
 	}
-	d.mu.Lock()
-	d.cmd, d.addr, d.exited = cmd, srv.addr, srv.exited
-	d.mu.Unlock()
-	if err := resume(srv.addr); err != nil {
-		return "", fmt.Errorf("resuming the target after attaching: %w", err)
+	if started {
+		logf("dlv attached to pid %d in %s, serving at %s; target resumed", d.pid, time.Since(start).Round(time.Millisecond), srv.addr)
 	}
-	logf("dlv attached to pid %d in %s, serving at %s; target resumed", d.pid, time.Since(start).Round(time.Millisecond), srv.addr)
 	return srv.addr, nil
 }
 
@@ -125,13 +96,11 @@ func resume(addr string) error {
 
 // client connects a JSON-RPC client to the running Delve (nil if none).
 func (d *delve) client() (*rpc2.RPCClient, error) {
-	d.mu.Lock()
-	addr, running := d.addr, d.cmd != nil
-	d.mu.Unlock()
-	if !running {
+	_, srv := d.proc.running()
+	if srv == nil {
 		return nil, nil
 	}
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", srv.addr, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -185,15 +154,13 @@ func haltAndClear(c *rpc2.RPCClient) (int, error) {
 // resumes the target) and exit. Only a Delve that no longer holds
 // breakpoints is ever killed.
 func (d *delve) detach(logf func(string, ...any)) error {
-	d.startMu.Lock() // wait for a start under way; no new one after this
-	defer d.startMu.Unlock()
+	defer d.proc.hold()() // wait for a start under way; no new one after this
+	cmd, srv := d.proc.running()
 	c, err := d.client()
 	if err != nil || c == nil {
 		return err
 	}
-	d.mu.Lock()
-	cmd, exited := d.cmd, d.exited
-	d.mu.Unlock()
+	exited := srv.exited
 	cleared, err := haltAndClear(c)
 	if err != nil {
 		logf("before detaching: %v", err)

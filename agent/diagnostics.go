@@ -42,15 +42,8 @@ func (a *agent) serveDiagnostic(ctx context.Context, conn net.Conn, kind string,
 		conn.Read(make([]byte, 1))
 		cancel()
 	}()
-	a.mu.Lock()
-	a.active++ // a diagnostic keeps the agent from its idle exit
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		a.active--
-		a.lastActive = time.Now()
-		a.mu.Unlock()
-	}()
+	a.enter() // a diagnostic keeps the agent from its idle exit
+	defer a.leave(false)
 	start := time.Now()
 	out, err := d.diagnose(ctx, kind, params, a.logf)
 	if err != nil {

@@ -38,11 +38,9 @@ type javaDebug struct {
 	log             io.Writer
 	link            *jdwpLink
 
-	startMu sync.Mutex // serialises starting the debug server
-	mu      sync.Mutex // guards the fields below
-	cmd     *exec.Cmd
-	addr    string
-	sock    net.Listener // the Unix socket the debug server's JDI connects to
+	proc    serverProcess // the debug server
+	mu      sync.Mutex    // guards the fields below
+	sock    net.Listener  // the Unix socket the debug server's JDI connects to
 	sockDir string
 }
 
@@ -52,7 +50,8 @@ func newJavaDebug(cfg Config, t *runtimes.Target) (debugger, error) {
 	if err := requireFiles(runtimes.Java, java, strings.TrimSuffix(cp, "*")); err != nil {
 		return nil, err
 	}
-	j := &javaDebug{java: java, classpath: cp, target: t, log: cfg.Log, jdwpInfo: runtimes.JavaJDWP(t.PID)}
+	j := &javaDebug{java: java, classpath: cp, target: t, log: cfg.Log, jdwpInfo: runtimes.JavaJDWP(t.PID),
+		proc: serverProcess{name: "java-debug", marker: "kdap java-debug listening at ", timeout: 30 * time.Second, log: cfg.Log}}
 	j.link = &jdwpLink{logf: j.logf, listener: j.findListener}
 	switch {
 	case !j.jdwpInfo.Loaded:
@@ -69,8 +68,12 @@ func newJavaDebug(cfg Config, t *runtimes.Target) (debugger, error) {
 // jdwpWarnings say what JDWP leaves open in the pod.
 func jdwpWarnings(info runtimes.JDWP, ttl time.Duration) []string {
 	var out []string
-	if host, _, ok := strings.Cut(info.Address, ":"); ok && host != "127.0.0.1" && host != "localhost" && host != "::1" {
-		out = append(out, fmt.Sprintf("JDWP listens on every network interface of the pod (address=%s): anyone who reaches the pod's IP can run code as the JVM's user; use address=127.0.0.1:0", info.Address))
+	if i := strings.LastIndexByte(info.Address, ':'); i >= 0 { // HOST:PORT; a port alone is the loopback's
+		switch strings.Trim(info.Address[:i], "[]") {
+		case "127.0.0.1", "localhost", "::1":
+		default:
+			out = append(out, fmt.Sprintf("JDWP listens beyond the pod's loopback (address=%s): whoever reaches the pod's IP can run code as the JVM's user; use address=127.0.0.1:0", info.Address))
+		}
 	}
 	out = append(out, fmt.Sprintf("once started, JDWP listens until the JVM restarts (HotSpot cannot close it): while kdap's debugger container runs it holds the only JDWP connection; after it exits (idle %s) any process in the pod may connect and run code as the JVM's user", ttl))
 	return out
@@ -88,14 +91,7 @@ func (j *javaDebug) unavailable() string {
 	return j.noSessions.Error()
 }
 
-func (j *javaDebug) state() string {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.cmd == nil {
-		return "not started"
-	}
-	return "running"
-}
+func (j *javaDebug) state() string { return j.proc.state() }
 
 // prepare only checks that sessions are possible: JDWP is started (for
 // onjcmd=y) by the first session, not by a diagnostic, and the debug server
@@ -108,42 +104,27 @@ func (j *javaDebug) prepare(ctx context.Context, logf func(string, ...any)) erro
 // ensureServer starts the debug server, unless it runs, and returns its
 // address.
 func (j *javaDebug) ensureServer(ctx context.Context, logf func(string, ...any)) (string, error) {
-	j.startMu.Lock()
-	defer j.startMu.Unlock()
-	j.mu.Lock()
-	cmd, addr := j.cmd, j.addr
-	j.mu.Unlock()
-	if cmd != nil {
-		return addr, nil
-	}
 	if err := j.listenUnix(); err != nil {
 		return "", err
 	}
 	start := time.Now()
-	cmd = exec.Command(j.java, "-XX:+UseSerialGC", "-Xmx128m", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData",
-		"-cp", j.classpath, runtimes.JavaDebugMain, "0")
-	cmd.Env = append(os.Environ(), "KDAP_JDWP_SOCKET="+j.sock.Addr().String())
-	// The debug server must not outlive the agent (its JDWP connection
-	// runs through the agent anyway, which lets the JVM go when it ends).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	srv, err := startServer(ctx, cmd, "java-debug", "kdap java-debug listening at ", j.log, 30*time.Second, func(err error) {
-		logf("the Java debug server exited: %v", err)
-		j.mu.Lock()
-		if j.cmd == cmd {
-			j.cmd = nil
-		}
-		j.mu.Unlock()
-	})
-	if errors.Is(err, errExitedEarly) {
-		return "", fmt.Errorf("the Java debug server exited while starting: %s", srv.output.String())
-	}
+	srv, started, err := j.proc.ensure(ctx, logf, func() *exec.Cmd {
+		cmd := exec.Command(j.java, "-XX:+UseSerialGC", "-Xmx128m", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData",
+			"-cp", j.classpath, runtimes.JavaDebugMain, "0")
+		cmd.Env = append(os.Environ(), "KDAP_JDWP_SOCKET="+j.sock.Addr().String())
+		// The debug server must not outlive the agent (its JDWP connection
+		// runs through the agent anyway, which lets the JVM go when it ends).
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		return cmd
+	}, func(output string) error {
+		return fmt.Errorf("the Java debug server exited while starting: %s", output)
+	}, nil)
 	if err != nil {
 		return "", err
 	}
-	j.mu.Lock()
-	j.cmd, j.addr = cmd, srv.addr
-	j.mu.Unlock()
-	logf("the Java debug server (java-debug) serves DAP at %s (started in %s)", srv.addr, time.Since(start).Round(time.Millisecond))
+	if started {
+		logf("the Java debug server (java-debug) serves DAP at %s (started in %s)", srv.addr, time.Since(start).Round(time.Millisecond))
+	}
 	return srv.addr, nil
 }
 
@@ -268,15 +249,14 @@ func (j *javaDebug) release(logf func(string, ...any)) error {
 // detach lets go of the JVM and stops the debug server before the agent
 // exits. JDWP goes on listening in the JVM: HotSpot cannot close it.
 func (j *javaDebug) detach(logf func(string, ...any)) error {
-	j.startMu.Lock()
-	defer j.startMu.Unlock()
+	defer j.proc.hold()()
 	err := j.release(logf)
 	j.link.close()
 	j.mu.Lock()
-	cmd, sock, dir := j.cmd, j.sock, j.sockDir
+	sock, dir := j.sock, j.sockDir
 	j.sock = nil
 	j.mu.Unlock()
-	if cmd != nil {
+	if cmd, _ := j.proc.running(); cmd != nil {
 		cmd.Process.Signal(syscall.SIGTERM)
 	}
 	if sock != nil {

@@ -308,9 +308,10 @@ func TestJavaAgentNamesWhoHoldsAFixedJDWPPort(t *testing.T) {
 }
 
 func TestJDWPWarnings(t *testing.T) {
-	for address, exposed := range map[string]bool{"127.0.0.1:0": false, "localhost:5005": false, "5005": false, "*:5005": true, "0.0.0.0:5005": true, "10.1.2.3:5005": true} {
+	for address, exposed := range map[string]bool{"127.0.0.1:0": false, "localhost:5005": false, "5005": false, "[::1]:5005": false,
+		"*:5005": true, "0.0.0.0:5005": true, "10.1.2.3:5005": true} {
 		w := strings.Join(jdwpWarnings(runtimes.JDWP{Address: address}, 15*time.Minute), "\n")
-		if got := strings.Contains(w, "every network interface"); got != exposed {
+		if got := strings.Contains(w, "beyond the pod's loopback"); got != exposed {
 			t.Errorf("address=%s: warnings %q", address, w)
 		}
 		if !strings.Contains(w, "after it exits (idle 15m0s) any process in the pod may connect") {

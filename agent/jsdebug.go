@@ -29,10 +29,7 @@ type jsDebug struct {
 	target       *runtimes.Target
 	log          io.Writer
 
-	startMu sync.Mutex // serialises starting js-debug
-	mu      sync.Mutex // guards the fields below
-	cmd     *exec.Cmd
-	addr    string
+	proc serverProcess // js-debug's server
 
 	inspMu   sync.Mutex // guards the inspector and the session count; held while it opens or closes
 	insp     *inspector // open while sessions run
@@ -46,17 +43,11 @@ func newJSDebug(cfg Config, t *runtimes.Target) (debugger, error) {
 	if err := requireFiles(runtimes.Node, node, server); err != nil {
 		return nil, err
 	}
-	return &jsDebug{node: node, server: server, target: t, log: cfg.Log}, nil
+	return &jsDebug{node: node, server: server, target: t, log: cfg.Log,
+		proc: serverProcess{name: "js-debug", marker: "Debug server listening at ", timeout: 30 * time.Second, log: cfg.Log}}, nil
 }
 
-func (j *jsDebug) state() string {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.cmd == nil {
-		return "not started"
-	}
-	return "running"
-}
+func (j *jsDebug) state() string { return j.proc.state() }
 
 // prepare starts js-debug now (ensure).
 func (j *jsDebug) prepare(ctx context.Context, logf func(string, ...any)) error {
@@ -66,37 +57,20 @@ func (j *jsDebug) prepare(ctx context.Context, logf func(string, ...any)) error 
 
 // ensure starts js-debug's DAP server on a loopback port, unless it runs.
 func (j *jsDebug) ensure(ctx context.Context, logf func(string, ...any)) (string, error) {
-	j.startMu.Lock()
-	defer j.startMu.Unlock()
-	j.mu.Lock()
-	cmd, addr := j.cmd, j.addr
-	j.mu.Unlock()
-	if cmd != nil {
-		return addr, nil
-	}
 	start := time.Now()
-	cmd = exec.Command(j.node, j.server, "0", "127.0.0.1")
-	// js-debug must not outlive the agent: when it ends, its inspector
-	// sessions end and the target resumes (measured: 10–45 ms).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	srv, err := startServer(ctx, cmd, "js-debug", "Debug server listening at ", j.log, 30*time.Second, func(err error) {
-		logf("js-debug exited: %v", err)
-		j.mu.Lock()
-		if j.cmd == cmd {
-			j.cmd = nil
-		}
-		j.mu.Unlock()
-	})
-	if errors.Is(err, errExitedEarly) {
-		return "", fmt.Errorf("js-debug exited while starting: %s", srv.output.String())
-	}
+	srv, started, err := j.proc.ensure(ctx, logf, func() *exec.Cmd {
+		cmd := exec.Command(j.node, j.server, "0", "127.0.0.1")
+		// js-debug must not outlive the agent: when it ends, its inspector
+		// sessions end and the target resumes (measured: 10–45 ms).
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		return cmd
+	}, func(output string) error { return fmt.Errorf("js-debug exited while starting: %s", output) }, nil)
 	if err != nil {
 		return "", err
 	}
-	j.mu.Lock()
-	j.cmd, j.addr = cmd, srv.addr
-	j.mu.Unlock()
-	logf("js-debug serves DAP at %s (started in %s)", srv.addr, time.Since(start).Round(time.Millisecond))
+	if started {
+		logf("js-debug serves DAP at %s (started in %s)", srv.addr, time.Since(start).Round(time.Millisecond))
+	}
 	return srv.addr, nil
 }
 
@@ -166,13 +140,9 @@ func (j *jsDebug) release(logf func(string, ...any)) error {
 
 // detach releases the target and stops js-debug before the agent exits.
 func (j *jsDebug) detach(logf func(string, ...any)) error {
-	j.startMu.Lock() // wait for a start under way; no new one after this
-	defer j.startMu.Unlock()
+	defer j.proc.hold()() // wait for a start under way; no new one after this
 	err := j.release(logf)
-	j.mu.Lock()
-	cmd := j.cmd
-	j.mu.Unlock()
-	if cmd != nil {
+	if cmd, _ := j.proc.running(); cmd != nil {
 		cmd.Process.Signal(syscall.SIGTERM) // no session is left: nothing holds the target
 	}
 	logf("js-debug stopped; the target runs on")

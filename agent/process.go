@@ -93,3 +93,77 @@ func (t *tailBuffer) String() string {
 	defer t.mu.Unlock()
 	return strings.TrimSpace(string(t.b))
 }
+
+// serverProcess keeps one debugger process serving (Delve, js-debug, the
+// Java debug server): ensure starts it unless it runs, one start at a
+// time, and it is forgotten when it exits, so the next ensure starts it
+// again.
+type serverProcess struct {
+	name, marker string // for startServer
+	timeout      time.Duration
+	log          io.Writer
+
+	startMu sync.Mutex // serialises starts; held while one is under way
+	mu      sync.Mutex // guards the fields below; never held for long
+	cmd     *exec.Cmd
+	srv     *server
+}
+
+// ensure returns the running process's server, or starts one made by
+// newCmd and returns it once ready (if set) has run on it; started says it
+// was started now. A process that exits while starting gives
+// exitedEarly(what it printed) as the error.
+func (p *serverProcess) ensure(ctx context.Context, logf func(string, ...any), newCmd func() *exec.Cmd,
+	exitedEarly func(output string) error, ready func(*server) error) (srv *server, started bool, err error) {
+	p.startMu.Lock()
+	defer p.startMu.Unlock()
+	if _, srv := p.running(); srv != nil {
+		return srv, false, nil
+	}
+	cmd := newCmd()
+	srv, err = startServer(ctx, cmd, p.name, p.marker, p.log, p.timeout, func(err error) {
+		logf("%s exited: %v", p.name, err)
+		p.mu.Lock()
+		if p.cmd == cmd {
+			p.cmd, p.srv = nil, nil
+		}
+		p.mu.Unlock()
+	})
+	if errors.Is(err, errExitedEarly) {
+		return nil, false, exitedEarly(srv.output.String())
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	p.mu.Lock()
+	p.cmd, p.srv = cmd, srv
+	p.mu.Unlock()
+	if ready != nil {
+		if err := ready(srv); err != nil {
+			return nil, false, err
+		}
+	}
+	return srv, true, nil
+}
+
+// running returns the process and its server while it runs (nils if not).
+func (p *serverProcess) running() (*exec.Cmd, *server) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd, p.srv
+}
+
+// state is "running" or "not started", for the status document.
+func (p *serverProcess) state() string {
+	if cmd, _ := p.running(); cmd != nil {
+		return "running"
+	}
+	return "not started"
+}
+
+// hold waits for a start under way and keeps new ones off until the
+// returned func is called (a driver detaching).
+func (p *serverProcess) hold() (release func()) {
+	p.startMu.Lock()
+	return p.startMu.Unlock
+}

@@ -278,7 +278,7 @@ func (a *Attacher) Attach(ctx context.Context, raw json.RawMessage, r dap.Report
 		ep.Forward.Close()
 		return nil, err
 	}
-	r.Output(fmt.Sprintf("kdap: attached %s to pid %d (%s %s, %s) in pod %s/%s, container %s", rt.Debugger, t.PID, rt.Title, t.Version, t.Exe, ep.Namespace, ep.Pod, ep.Container))
+	r.Output(fmt.Sprintf("kdap: attached %s to pid %d (%s) in pod %s/%s, container %s", rt.Debugger, t.PID, Describe(rt, t), ep.Namespace, ep.Pod, ep.Container))
 	if mapping != nil {
 		r.Output(fmt.Sprintf("kdap: source paths %s ↔ %s (set %q to override)", mapping.From, mapping.To, rt.MappingKey()))
 	} else if args.LocalRoot != "" && !rt.ExplicitMapping(raw) && len(t.Sources) > 0 && !strings.HasPrefix(t.Sources[0], args.LocalRoot) {
@@ -299,6 +299,16 @@ func (a *Attacher) Attach(ctx context.Context, raw json.RawMessage, r dap.Report
 	}()
 	return &dap.Debugger{Conn: fc, AttachArguments: debuggerArgs,
 		Heartbeat: dap.Heartbeat{Every: agentapi.HeartbeatInterval, Command: agentapi.HeartbeatCommand}}, nil
+}
+
+// Describe is the target process for messages: "Java 17.0.15,
+// /opt/java/bin/java; JDWP listening (address=127.0.0.1:0)".
+func Describe(rt *runtimes.Runtime, t *runtimes.Target) string {
+	s := fmt.Sprintf("%s %s, %s", rt.Title, t.Version, t.Exe)
+	if t.Detail != "" {
+		s += "; " + t.Detail
+	}
+	return s
 }
 
 // forwardedConn is the DAP connection through a forward: closing it closes

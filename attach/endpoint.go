@@ -64,6 +64,9 @@ func ServeEndpoint(ctx context.Context, ep *Endpoint, ln net.Listener, note func
 		}()
 	}
 	wg.Wait()
+	if ctx.Err() != nil {
+		return nil // the forward ends with ctx
+	}
 	select {
 	case <-ep.Forward.Done():
 		return fmt.Errorf("lost the port-forward to pod %s/%s: %v; run kdap attach again", ep.Namespace, ep.Pod, ep.Forward.Err())

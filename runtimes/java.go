@@ -133,7 +133,21 @@ func InspectJava(pid int) (*Target, error) {
 		t.Version += " (" + v + ")"
 	}
 	t.Root, _ = os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	t.Detail = JavaJDWP(pid).String()
 	return t, nil
+}
+
+// String says how JDWP was loaded, for messages.
+func (j JDWP) String() string {
+	switch {
+	case !j.Loaded:
+		return "no JDWP: started without -agentlib:jdwp"
+	case !j.Server:
+		return "JDWP connecting out to a debugger (server=n)"
+	case j.OnJcmd:
+		return fmt.Sprintf("JDWP loaded, started by kdap on the first session (onjcmd=y, address=%s)", j.Address)
+	}
+	return fmt.Sprintf("JDWP listening (address=%s)", j.Address)
 }
 
 // isHotSpot reports whether libjvm is HotSpot's (it exports gHotSpotVMStructs).

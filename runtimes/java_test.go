@@ -52,7 +52,7 @@ func TestInspectJavaAndItsJDWP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if JavaMajor(target.Version) != 17 || !strings.HasPrefix(target.Exe, jdk17) {
+	if JavaMajor(target.Version) != 17 || !strings.HasPrefix(target.Exe, jdk17) || !strings.Contains(target.Detail, "started by kdap on the first session (onjcmd=y") {
 		t.Errorf("InspectJava = %+v", target)
 	}
 	j := JavaJDWP(pid)
@@ -62,7 +62,7 @@ func TestInspectJavaAndItsJDWP(t *testing.T) {
 	}
 
 	plain := runJava(t, "")
-	if j := JavaJDWP(plain); j.Loaded || j.Options != "" {
+	if j := JavaJDWP(plain); j.Loaded || j.Options != "" || j.String() != "no JDWP: started without -agentlib:jdwp" {
 		t.Errorf("a JVM without JDWP: %+v", j)
 	}
 	_, err = InspectJava(os.Getpid()) // the test binary: Go, no JVM

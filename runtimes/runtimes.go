@@ -241,6 +241,9 @@ type Target struct {
 	Sources []string `json:"sources,omitempty"` // the program's own source files, as recorded at build time (Go) or found under Root (Python)
 	UID     int      `json:"uid"`               // the process's user id
 	GID     int      `json:"gid"`               // the process's group id
+	// Detail says how the debugger reaches the target, when that varies
+	// (Java: whether and how JDWP was loaded).
+	Detail string `json:"detail,omitempty"`
 	// Warnings are problems that will not stop the session but will stop
 	// something the user expects (a breakpoint binding); kdap shows them.
 	Warnings []string `json:"warnings,omitempty"`

@@ -68,11 +68,11 @@ func (o *AttachOptions) Run(ctx context.Context) error {
 		return errors.New(ep.Status.Unavailable)
 	}
 	t := ep.Status.Target
-	title, how := t.Runtime, "connect a client of its debugger"
+	what, how := fmt.Sprintf("%s %s, %s", t.Runtime, t.Version, t.Exe), "connect a client of its debugger"
 	if rt := runtimes.Lookup(t.Runtime); rt != nil {
-		title, how = rt.Title, rt.ConnectHint(t)
+		what, how = attach.Describe(rt, t), rt.ConnectHint(t)
 	}
-	fmt.Fprintf(o.Err, "kdap: debugging pid %d (%s %s, %s) in pod %s/%s, container %s\n", t.PID, title, t.Version, t.Exe, ep.Namespace, ep.Pod, ep.Container)
+	fmt.Fprintf(o.Err, "kdap: debugging pid %d (%s) in pod %s/%s, container %s\n", t.PID, what, ep.Namespace, ep.Pod, ep.Container)
 	for _, w := range t.Warnings {
 		fmt.Fprintln(o.Err, "kdap: warning:", w)
 	}

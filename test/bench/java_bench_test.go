@@ -46,58 +46,14 @@ func BenchmarkJavaRoundTrip(b *testing.B) {
 		"sourcePaths": []string{src}, "kdapSourceFiles": map[string][]string{src: {"shop/Server.java", "shop/pricing/Pricing.java"}}})
 
 	results := map[string]map[string]float64{}
-	for _, path := range []string{"direct", "kdap"} { // JDWP takes one client: the agent holds it once it runs
-		var c *daptest.Client
-		var cleanup func()
-		if path == "kdap" {
-			c, cleanup = javaThroughKdap(b, target, java, cp, attachArgs)
-		} else {
-			c, cleanup = javaDirect(b, target, java, cp, attachArgs)
-		}
-		bp := c.ExpectResponse(b, c.Send("setBreakpoints", godap.SetBreakpointsArguments{Source: godap.Source{Path: pricing}, Breakpoints: []godap.SourceBreakpoint{{Line: line}}}))
-		if !strings.Contains(string(bp.Raw), `"verified":true`) {
-			b.Fatalf("%s: breakpoint not verified: %s", path, bp.Raw)
-		}
-		go target.get("/quote?items=3")
-		stopped := c.ExpectEvent(b, "stopped")
-		var sb godap.StoppedEventBody
-		daptest.Decode(b, stopped, &sb)
-		st := c.ExpectResponse(b, c.Send("stackTrace", godap.StackTraceArguments{ThreadId: sb.ThreadId, Levels: 20}))
-		var stack godap.StackTraceResponseBody
-		daptest.Decode(b, st, &stack)
-		frame := stack.StackFrames[0].Id
-		sc := c.ExpectResponse(b, c.Send("scopes", map[string]any{"frameId": frame}))
-		var scopes godap.ScopesResponseBody
-		daptest.Decode(b, sc, &scopes)
-		requests := []struct {
-			name string
-			args any
-		}{
-			{"stackTrace", godap.StackTraceArguments{ThreadId: sb.ThreadId, Levels: 20}},
-			{"variables", godap.VariablesArguments{VariablesReference: scopes.Scopes[0].VariablesReference}},
-			{"evaluate", map[string]any{"expression": "items * unit + 1", "frameId": frame, "context": "repl"}},
-		}
-		for _, r := range requests {
-			b.Run(r.name+"/"+path, func(b *testing.B) {
-				for i := 0; i < b.N; i++ {
-					c.ExpectResponse(b, c.Send(r.name, r.args))
-				}
-				if results[r.name] == nil {
-					results[r.name] = map[string]float64{}
-				}
-				results[r.name][path] = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-			})
-		}
-		c.ExpectResponse(b, c.Send("continue", godap.ContinueArguments{ThreadId: sb.ThreadId}))
-		c.ExpectAnyResponse(b, c.Send("disconnect", godap.DisconnectArguments{}))
-		cleanup()
-	}
-	for _, r := range []string{"stackTrace", "variables", "evaluate"} {
-		d, k := results[r]["direct"], results[r]["kdap"]
-		if d > 0 && k > 0 {
-			fmt.Printf("java round trip %-10s java-debug direct %7.3f ms   through kdap %7.3f ms   ratio %.2f\n", r, d/1e6, k/1e6, k/d)
-		}
-	}
+	bp := godap.SetBreakpointsArguments{Source: godap.Source{Path: pricing}, Breakpoints: []godap.SourceBreakpoint{{Line: line}}}
+	stop := func() { target.get("/quote?items=3") }
+	// Direct first: JDWP takes one client, and the agent holds it once it runs.
+	roundTrip{name: "direct", connect: func() (*daptest.Client, func()) { return javaDirect(b, target, java, cp, attachArgs) },
+		stop: stop, expr: "items * unit + 1", results: results, sources: bp}.run(b)
+	roundTrip{name: "kdap", connect: func() (*daptest.Client, func()) { return javaThroughKdap(b, target, java, cp, attachArgs) },
+		stop: stop, expr: "items * unit + 1", results: results, sources: bp}.run(b)
+	printRatios("java", "java-debug", results)
 }
 
 // javaTarget is the Java fixture running here, its JDWP listening.

@@ -93,7 +93,7 @@ const (
 // TestJavaDebugThroughKdapDap debugs the Java service through `kdap dap`,
 // "runtime" guessed from the image and source paths found from the
 // workspace's src/main/java, on OpenJDK 17 and 25: a breakpoint in a
-// lambda, a conditional one in a nested class, locals, this and fields,
+// lambda, a conditional one in a nested class, a hit count, locals, this and fields,
 // evaluate, step over and out, caught and uncaught exception breakpoints,
 // threads, continue; after disconnect the service serves with no
 // breakpoint left, and a thread dump of the same JVM works.
@@ -166,6 +166,19 @@ func TestJavaDebugThroughKdapDap(t *testing.T) {
 				continueAll(t, c)
 				expectReply(t, reply, ex.reply, 10*time.Second)
 			}
+
+			// A hit count: the second request stops, the first does not.
+			c.ExpectResponse(t, c.Send("setBreakpoints", godap.SetBreakpointsArguments{Source: godap.Source{Path: src.pricing}}))
+			c.ExpectResponse(t, c.Send("setBreakpoints", godap.SetBreakpointsArguments{Source: godap.Source{Path: src.server},
+				Breakpoints: []godap.SourceBreakpoint{{Line: lambda, HitCondition: "2"}}}))
+			expectReply(t, getAsync(fmt.Sprintf("http://%s/quote?items=4", svc)), "total: 28", 10*time.Second)
+			reply = getAsync(fmt.Sprintf("http://%s/quote?items=5", svc))
+			thread, frame = expectStop(t, c, src.server, lambda)
+			if got := evaluate(t, c, frame, "items"); got != "5" {
+				t.Errorf("at the second hit: items = %q, want 5", got)
+			}
+			c.ExpectResponse(t, c.Send("continue", godap.ContinueArguments{ThreadId: thread}))
+			expectReply(t, reply, "total: 35", 10*time.Second)
 
 			c.ExpectResponse(t, c.Send("disconnect", godap.DisconnectArguments{}))
 			for i := 1; i <= 3; i++ {

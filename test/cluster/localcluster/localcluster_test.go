@@ -155,7 +155,9 @@ func TestStartWaitsForReadiness(t *testing.T) {
 	comp := component{
 		name: "sleep", // stop recognises a component by its executable's name
 		bin:  "/bin/sh",
-		args: []string{"-c", "sleep 0.3; touch " + marker + "; exec sleep 30"},
+		// The marker appears 0.3 s in, and only once the shell has become
+		// sleep, so readiness implies the executable stop looks for.
+		args: []string{"-c", "(sleep 0.3; until [ \"$(readlink /proc/$$/exe)\" = /usr/bin/sleep ]; do sleep 0.05; done; touch " + marker + ") & exec /usr/bin/sleep 30"},
 		ready: func(context.Context) error {
 			_, err := os.Stat(marker)
 			return err

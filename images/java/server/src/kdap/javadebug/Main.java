@@ -17,9 +17,14 @@ import java.io.OutputStream;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
+import java.util.HashMap;
+import java.util.Map;
 import java.util.logging.Level;
 import java.util.logging.Logger;
 
+import com.google.gson.JsonArray;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
 import com.microsoft.java.debug.core.Configuration;
 import com.microsoft.java.debug.core.adapter.ICompletionsProvider;
 import com.microsoft.java.debug.core.adapter.IEvaluationProvider;
@@ -77,9 +82,17 @@ public final class Main {
 
     // Session is java-debug's protocol server, which hands the IDE's source
     // files that kdap lists in the attach request (kdapSourceFiles) to the
-    // source lookup, and keeps java-debug's telemetry events to itself.
+    // source lookup, keeps java-debug's telemetry events to itself, and
+    // makes a changed hit count take effect: java-debug keeps the JDI
+    // request of a breakpoint that stays on its line and never applies the
+    // new count to it, so such a breakpoint is first removed by a request
+    // of the server's own (negative seq, its response dropped). Requests
+    // are dispatched one at a time, so the removal is done before the
+    // IDE's request runs.
     static final class Session extends ProtocolServer {
         private final SourceLookup sources;
+        private final Map<String, Map<Integer, String>> hitConditions = new HashMap<>(); // source → line → hitCondition last set
+        private int ownSeq;
 
         Session(InputStream in, OutputStream out, ProviderContext providers, SourceLookup sources) {
             super(in, out, providers);
@@ -91,7 +104,46 @@ public final class Main {
             if ("attach".equals(request.command) && request.arguments != null) {
                 sources.setKnownFiles(request.arguments.get("kdapSourceFiles"));
             }
+            if ("setBreakpoints".equals(request.command) && request.arguments != null) {
+                removeChangedHitCounts(request.arguments);
+            }
             super.dispatchRequest(request);
+        }
+
+        private void removeChangedHitCounts(JsonObject args) {
+            JsonObject source = args.getAsJsonObject("source");
+            JsonElement path = source == null ? null : source.get("path");
+            if (path == null || !args.has("breakpoints")) {
+                return;
+            }
+            Map<Integer, String> now = new HashMap<>();
+            JsonArray kept = new JsonArray();
+            Map<Integer, String> before = hitConditions.getOrDefault(path.getAsString(), Map.of());
+            boolean changed = false;
+            for (JsonElement e : args.getAsJsonArray("breakpoints")) {
+                JsonObject bp = e.getAsJsonObject();
+                int line = bp.get("line").getAsInt();
+                String hit = bp.has("hitCondition") ? bp.get("hitCondition").getAsString() : "";
+                now.put(line, hit);
+                if (before.containsKey(line) && !before.get(line).equals(hit)) {
+                    changed = true;
+                } else {
+                    kept.add(bp);
+                }
+            }
+            hitConditions.put(path.getAsString(), now);
+            if (changed) {
+                JsonObject removal = args.deepCopy();
+                removal.add("breakpoints", kept);
+                super.dispatchRequest(new Messages.Request(--ownSeq, "setBreakpoints", removal));
+            }
+        }
+
+        @Override
+        public void sendResponse(Messages.Response response) {
+            if (response.request_seq >= 0) { // not the answer to a request of the server's own
+                super.sendResponse(response);
+            }
         }
 
         @Override

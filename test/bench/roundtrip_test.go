@@ -1,0 +1,78 @@
+package bench
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	godap "github.com/google/go-dap"
+
+	"github.com/kdap/kdap/dap/daptest"
+)
+
+// roundTrip is one way to the debugger — kdap's or the direct one — whose
+// requests a benchmark times while the target is stopped.
+type roundTrip struct {
+	name    string                           // "kdap" or "direct"
+	connect func() (*daptest.Client, func()) // an attached, configured client and its cleanup
+	stop    func()                           // sends the request that stops at the breakpoint
+	expr    string                           // an expression over the locals there
+	results map[string]map[string]float64    // request → path → ns/op, filled in
+	sources godap.SetBreakpointsArguments    // the breakpoint
+}
+
+// run sets the breakpoint, stops there, times stackTrace, variables and
+// evaluate as sub-benchmarks REQUEST/PATH, then continues and disconnects.
+func (p roundTrip) run(b *testing.B) {
+	c, cleanup := p.connect()
+	defer cleanup()
+	c.Timeout = time.Minute
+	bp := c.ExpectResponse(b, c.Send("setBreakpoints", p.sources))
+	if !strings.Contains(string(bp.Raw), `"verified":true`) {
+		b.Fatalf("%s: breakpoint not verified: %s", p.name, bp.Raw)
+	}
+	go p.stop()
+	stopped := c.ExpectEvent(b, "stopped")
+	var sb godap.StoppedEventBody
+	daptest.Decode(b, stopped, &sb)
+	st := c.ExpectResponse(b, c.Send("stackTrace", godap.StackTraceArguments{ThreadId: sb.ThreadId, Levels: 20}))
+	var stack godap.StackTraceResponseBody
+	daptest.Decode(b, st, &stack)
+	frame := stack.StackFrames[0].Id
+	sc := c.ExpectResponse(b, c.Send("scopes", map[string]any{"frameId": frame}))
+	var scopes godap.ScopesResponseBody
+	daptest.Decode(b, sc, &scopes)
+	requests := []struct {
+		name string
+		args any
+	}{
+		{"stackTrace", godap.StackTraceArguments{ThreadId: sb.ThreadId, Levels: 20}},
+		{"variables", godap.VariablesArguments{VariablesReference: scopes.Scopes[0].VariablesReference}},
+		// A map: js-debug numbers frames from 0, which godap's struct would omit.
+		{"evaluate", map[string]any{"expression": p.expr, "frameId": frame, "context": "repl"}},
+	}
+	for _, r := range requests {
+		b.Run(r.name+"/"+p.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				c.ExpectResponse(b, c.Send(r.name, r.args))
+			}
+			if p.results[r.name] == nil {
+				p.results[r.name] = map[string]float64{}
+			}
+			p.results[r.name][p.name] = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+		})
+	}
+	c.ExpectResponse(b, c.Send("continue", godap.ContinueArguments{ThreadId: sb.ThreadId}))
+	c.ExpectAnyResponse(b, c.Send("disconnect", godap.DisconnectArguments{}))
+}
+
+// printRatios prints each request's time through kdap beside the direct one.
+func printRatios(label, direct string, results map[string]map[string]float64) {
+	for _, r := range []string{"stackTrace", "variables", "evaluate"} {
+		d, k := results[r]["direct"], results[r]["kdap"]
+		if d > 0 && k > 0 {
+			fmt.Printf("%s round trip %-10s %s direct %7.3f ms   through kdap %7.3f ms   ratio %.2f\n", label, r, direct, d/1e6, k/1e6, k/d)
+		}
+	}
+}
