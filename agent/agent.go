@@ -40,6 +40,7 @@ type Config struct {
 	Listen  string        // loopback address to serve on
 	Runtime string        // a runtime's name, or auto (detect)
 	TTL     time.Duration // idle time before the agent detaches and exits
+	Lazy    bool          // attach no debugger until a session asks for one
 	PID     int           // target pid; 0 finds it (PID 1, or the first non-pause process)
 	Log     io.Writer     // the agent's log (its container log)
 	Ready   func(addr string)
@@ -98,8 +99,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// Attach the debugger now, while kdap is still setting up its
 	// port-forward: the first session then finds it ready (measured with
-	// Delve: ≈ 100 ms off an attach).
+	// Delve: ≈ 100 ms off an attach). A lazy agent, injected for a
+	// diagnostic, leaves the target alone.
 	go func() {
+		if cfg.Lazy {
+			return
+		}
 		if u, ok := a.dbg.(unavailable); ok && u.unavailable() != "" {
 			a.logf("no debugger sessions: %s", u.unavailable())
 			return
@@ -310,11 +315,14 @@ func (a *agent) serveHTTP(ctx context.Context, conn net.Conn, br *bufio.Reader) 
 }
 
 // writeHTTP writes an HTTP/1.0 response (size -1: unknown, the connection's
-// end marks the body's).
-func writeHTTP(conn net.Conn, code int, contentType string, body io.Reader, size int64) error {
+// end marks the body's) with extra header lines ("Name: value").
+func writeHTTP(conn net.Conn, code int, contentType string, body io.Reader, size int64, header ...string) error {
 	head := fmt.Sprintf("HTTP/1.0 %d %s\r\nContent-Type: %s\r\n", code, http.StatusText(code), contentType)
 	if size >= 0 {
 		head += fmt.Sprintf("Content-Length: %d\r\n", size)
+	}
+	for _, h := range header {
+		head += h + "\r\n"
 	}
 	if _, err := io.WriteString(conn, head+"\r\n"); err != nil {
 		return err

@@ -23,22 +23,24 @@ func newDelve(cfg Config, t *runtimes.Target) (debugger, error) {
 	if err := requireFiles(runtimes.Go, bin); err != nil {
 		return nil, err
 	}
-	return &delve{bin: bin, pid: t.PID, proc: serverProcess{name: "dlv", marker: "API server listening at: ", timeout: 60 * time.Second, log: cfg.Log}}, nil
+	return &delve{bin: bin, pid: t.PID, exe: t.Exe, goVersion: t.Version, proc: serverProcess{name: "dlv", marker: "API server listening at: ", timeout: 60 * time.Second, log: cfg.Log}}, nil
 }
 
 // delve runs `dlv attach` on the target, at most one at a time, started on
 // the first client and again if it has exited.
 type delve struct {
-	bin  string
-	pid  int
-	proc serverProcess // dlv; Delve prints "API server listening at: 127.0.0.1:PORT" once it serves
+	bin       string
+	pid       int
+	exe       string        // the target's executable, as the pod sees it
+	goVersion string        // the target's Go version (go1.26.1)
+	proc      serverProcess // dlv; Delve prints "API server listening at: 127.0.0.1:PORT" once it serves
 }
 
 func (d *delve) state() string { return d.proc.state() }
 
 // connect dials the debugger, starting it if needed.
 func (d *delve) connect(ctx context.Context, logf func(string, ...any)) (net.Conn, error) {
-	addr, err := d.ensure(ctx, logf)
+	addr, _, err := d.ensure(ctx, logf)
 	if err != nil {
 		return nil, err
 	}
@@ -47,13 +49,14 @@ func (d *delve) connect(ctx context.Context, logf func(string, ...any)) (net.Con
 
 // prepare attaches Delve to the target now (ensure).
 func (d *delve) prepare(ctx context.Context, logf func(string, ...any)) error {
-	_, err := d.ensure(ctx, logf)
+	_, _, err := d.ensure(ctx, logf)
 	return err
 }
 
 // ensure returns the address of a running Delve, starting it if needed;
-// a Delve started now has resumed the target (dlv attach halts it).
-func (d *delve) ensure(ctx context.Context, logf func(string, ...any)) (string, error) {
+// a Delve started now has resumed the target (dlv attach halts it while it
+// loads the binary's debug information), and started says so.
+func (d *delve) ensure(ctx context.Context, logf func(string, ...any)) (addr string, started bool, err error) {
 	start := time.Now()
 	srv, started, err := d.proc.ensure(ctx, logf, func() *exec.Cmd {
 		args := runtimes.DelveCommand(d.bin, d.pid)
@@ -69,12 +72,12 @@ func (d *delve) ensure(ctx context.Context, logf func(string, ...any)) (string, 
 		return nil
 	})
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if started {
 		logf("dlv attached to pid %d in %s, serving at %s; target resumed", d.pid, time.Since(start).Round(time.Millisecond), srv.addr)
 	}
-	return srv.addr, nil
+	return srv.addr, started, nil
 }
 
 // resume continues the target that `dlv attach` halted, on a JSON-RPC

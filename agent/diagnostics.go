@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/kdap/kdap/agentapi"
+	"github.com/kdap/kdap/runtimes"
 )
 
 // diagnostician is a debugger that takes diagnostics of the target that
@@ -25,6 +29,20 @@ type diagnostic struct {
 	body        io.ReadCloser
 	size        int64 // -1 if unknown
 	contentType string
+	name        string        // suggested file name ("goroutines.txt"); "" leaves it to kdap
+	pause       time.Duration // how long the target was stopped for it; 0 if not measured
+}
+
+// headers are the response's header lines beyond Content-Type and -Length.
+func (d *diagnostic) headers() []string {
+	var h []string
+	if d.name != "" {
+		h = append(h, "Content-Disposition: "+mime.FormatMediaType("attachment", map[string]string{"filename": d.name}))
+	}
+	if d.pause > 0 {
+		h = append(h, agentapi.PauseHeader+": "+d.pause.String())
+	}
+	return h
 }
 
 // serveDiagnostic takes a diagnostic and writes it as the HTTP response;
@@ -53,9 +71,34 @@ func (a *agent) serveDiagnostic(ctx context.Context, conn net.Conn, kind string,
 		return
 	}
 	defer out.body.Close()
-	if err := writeHTTP(conn, http.StatusOK, out.contentType, out.body, out.size); err != nil {
+	if err := writeHTTP(conn, http.StatusOK, out.contentType, out.body, out.size, out.headers()...); err != nil {
 		a.logf("diagnostic %s: sending it: %v", kind, err)
 		return
 	}
-	a.logf("diagnostic %s: %d bytes sent (%s)", kind, out.size, time.Since(start).Round(time.Millisecond))
+	a.logf("diagnostic %s: %d bytes sent (%s; target stopped %s)", kind, out.size, time.Since(start).Round(time.Millisecond), out.pause)
+}
+
+// noDiagnosticError says which diagnostics rt's targets have.
+func noDiagnosticError(rt *runtimes.Runtime, kind string) error {
+	var kinds []string
+	for _, d := range rt.Diagnostics {
+		kinds = append(kinds, d.Kind)
+	}
+	return fmt.Errorf("no diagnostic %q of %s programs: there are %s", kind, rt.Title, strings.Join(kinds, ", "))
+}
+
+// maxRecording bounds a recording's duration.
+const maxRecording = 10 * time.Minute
+
+// recordingDuration is a recording's duration parameter (default 30 s).
+func recordingDuration(params url.Values) (time.Duration, error) {
+	v := params.Get("duration")
+	if v == "" {
+		return 30 * time.Second, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 || d > maxRecording {
+		return 0, fmt.Errorf("duration %q: give one from 1s to %s", v, maxRecording)
+	}
+	return d, nil
 }

@@ -2,20 +2,15 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/kdap/kdap/runtimes"
 )
@@ -44,8 +39,10 @@ type inspector struct {
 const inspectorWait = 3 * time.Second
 
 // openInspector makes sure pid's inspector listens — sending SIGUSR1 if it
-// does not — and starts the relay js-debug connects to.
-func openInspector(pid int, logf func(string, ...any)) (*inspector, error) {
+// does not — and starts the relay js-debug connects to. ours says that kdap
+// opened this target's inspector before: one found listening is then
+// kdap's, not the target's own, and is closed after use.
+func openInspector(pid int, ours bool, logf func(string, ...any)) (*inspector, error) {
 	host, port, _ := runtimes.NodeInspectorAddress(cmdlineOf(pid), runtimes.NodeOptions(pid))
 	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1" // --inspect=0.0.0.0:PORT listens on loopback too
@@ -76,11 +73,15 @@ func openInspector(pid int, logf func(string, ...any)) (*inspector, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p != 0 {
+	switch {
+	case p != 0 && ours:
+		i.addr = net.JoinHostPort(host, strconv.Itoa(p))
+		logf("the target's inspector is still open at %s from kdap's last use", i.addr)
+	case p != 0:
 		i.preexisting = true
 		i.addr = net.JoinHostPort(host, strconv.Itoa(p))
 		logf("the target's inspector already listens at %s (started with --inspect): kdap leaves it open afterwards", i.addr)
-	} else {
+	default:
 		start := time.Now()
 		if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
 			return nil, signalError(pid, err)
@@ -102,7 +103,7 @@ func openInspector(pid int, logf func(string, ...any)) (*inspector, error) {
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		i.end(logf)
+		i.end(context.Background(), logf)
 		return nil, err
 	}
 	i.relay = ln
@@ -196,10 +197,19 @@ func quickAck(c net.Conn) {
 }
 
 // end stops the relay and, unless the target opened its inspector itself,
-// closes the inspector (process._debugEnd()) and checks that the port no
-// longer listens. The target runs on: an inspector session that ends
-// resumes a paused target.
-func (i *inspector) end(logf func(string, ...any)) error {
+// closes the inspector (close). The target runs on: an inspector session
+// that ends resumes a paused target.
+func (i *inspector) end(ctx context.Context, logf func(string, ...any)) error {
+	i.stopRelay()
+	if i.preexisting {
+		return nil
+	}
+	return i.close(ctx, logf)
+}
+
+// stopRelay closes the relay and its connections and waits for its
+// goroutines.
+func (i *inspector) stopRelay() {
 	if i.relay != nil {
 		i.relay.Close()
 	}
@@ -210,9 +220,35 @@ func (i *inspector) end(logf func(string, ...any)) error {
 	i.conns = nil
 	i.mu.Unlock()
 	i.wg.Wait()
-	if i.preexisting {
-		return nil
+}
+
+// close closes the inspector with process._debugEnd() once the target's
+// event loop has turned twice, and checks that the port no longer listens.
+// The wait matters: a SIGUSR1 that arrives while JavaScript runs opens the
+// inspector twice — at once, through an interrupt, and again when the
+// event loop next polls (measured: a closed inspector came back 3.5 s
+// later, when a busy request ended). If ctx ends during the wait, the
+// inspector is left open for whoever cancelled it (a new session).
+func (i *inspector) close(ctx context.Context, logf func(string, ...any)) error {
+	quick, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	err := loopTurned(quick, i.addr)
+	cancel()
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		logf("the target's JavaScript is busy: its inspector at %s closes when the event loop next turns", i.addr)
+		err = loopTurned(ctx, i.addr)
 	}
+	if ctx.Err() != nil {
+		return nil // reused before it closed
+	}
+	if err != nil {
+		logf("waiting for the target's event loop: %v", err)
+	}
+	return i.shut(logf)
+}
+
+// shut closes the inspector now and checks that the port no longer
+// listens.
+func (i *inspector) shut(logf func(string, ...any)) error {
 	_, port, _ := net.SplitHostPort(i.addr)
 	p, _ := strconv.Atoi(port)
 	err := debugEnd(i.addr)
@@ -227,44 +263,32 @@ func (i *inspector) end(logf func(string, ...any)) error {
 	}
 }
 
+// loopTurned returns once the event loop of the target whose inspector is
+// at addr has run two iterations (two setImmediate callbacks in a row: the
+// second comes after a whole poll phase).
+func loopTurned(ctx context.Context, addr string) error {
+	c, err := dialCDP(ctx, addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.call(ctx, "Runtime.evaluate", map[string]any{"expression": "new Promise(r => setImmediate(() => setImmediate(r)))", "awaitPromise": true}, nil)
+	return err
+}
+
 // debugEnd asks the inspector at addr to close itself, over the Chrome
-// DevTools protocol: Runtime.evaluate("process._debugEnd()").
+// DevTools protocol: Runtime.evaluate("process._debugEnd()"). The
+// inspector may close the connection before it replies.
 func debugEnd(addr string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/json/list", nil)
-	resp, err := http.DefaultClient.Do(req)
+	c, err := dialCDP(ctx, addr)
 	if err != nil {
 		return err
 	}
-	var targets []struct {
-		WebSocketDebuggerURL string `json:"webSocketDebuggerUrl"`
-	}
-	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&targets)
-	resp.Body.Close()
-	if err != nil {
-		return fmt.Errorf("inspector target list: %w", err)
-	}
-	if len(targets) == 0 || targets[0].WebSocketDebuggerURL == "" {
-		return errors.New("the inspector lists no target")
-	}
-	ws, _, err := websocket.DefaultDialer.DialContext(ctx, targets[0].WebSocketDebuggerURL, nil)
-	if err != nil {
-		return err
-	}
-	defer ws.Close()
-	ws.SetReadDeadline(time.Now().Add(3 * time.Second))
-	if err := ws.WriteJSON(map[string]any{"id": 1, "method": "Runtime.evaluate", "params": map[string]any{"expression": "process._debugEnd()"}}); err != nil {
-		return err
-	}
-	for { // until the reply, or the inspector closing the connection
-		var msg struct {
-			ID int `json:"id"`
-		}
-		if err := ws.ReadJSON(&msg); err != nil || msg.ID == 1 {
-			return nil
-		}
-	}
+	defer c.Close()
+	c.call(ctx, "Runtime.evaluate", map[string]any{"expression": "process._debugEnd()"}, nil)
+	return nil
 }
 
 func portTakenError(pid, port, owner int) error {

@@ -31,10 +31,19 @@ type jsDebug struct {
 
 	proc serverProcess // js-debug's server
 
-	inspMu   sync.Mutex // guards the inspector and the session count; held while it opens or closes
+	inspMu   sync.Mutex // guards the fields below; held while the inspector opens
 	insp     *inspector // open while sessions run
 	sessions int
 	closed   chan struct{} // closed when the inspector is closed after the last session
+	ours     bool          // kdap has opened the target's inspector before
+	closing  *closer       // the last inspector's close, while it waits for the event loop
+}
+
+// closer is an inspector's close under way.
+type closer struct {
+	insp   *inspector
+	cancel context.CancelFunc // keeps the inspector open for a new session
+	done   chan struct{}
 }
 
 func newJSDebug(cfg Config, t *runtimes.Target) (debugger, error) {
@@ -84,11 +93,8 @@ func (j *jsDebug) connect(ctx context.Context, logf func(string, ...any)) (net.C
 	}
 	j.inspMu.Lock()
 	defer j.inspMu.Unlock()
-	if j.insp == nil {
-		if j.insp, err = openInspector(j.target.PID, logf); err != nil {
-			return nil, err
-		}
-		j.closed = make(chan struct{})
+	if err := j.openLocked(logf); err != nil {
+		return nil, err
 	}
 	j.sessions++
 	ours, theirs := net.Pipe()
@@ -100,7 +106,28 @@ func (j *jsDebug) connect(ctx context.Context, logf func(string, ...any)) (net.C
 	return ours, nil
 }
 
-// sessionEnded closes the inspector when the last session is over.
+// openLocked opens the target's inspector unless it is open, taking over
+// one whose close waits for the event loop. inspMu is held.
+func (j *jsDebug) openLocked(logf func(string, ...any)) error {
+	if j.insp != nil {
+		return nil
+	}
+	if j.closing != nil {
+		j.closing.cancel()
+		<-j.closing.done
+		j.closing = nil
+	}
+	insp, err := openInspector(j.target.PID, j.ours, logf)
+	if err != nil {
+		return err
+	}
+	j.ours = j.ours || !insp.preexisting
+	j.insp, j.closed = insp, make(chan struct{})
+	return nil
+}
+
+// sessionEnded closes the inspector when the last session is over: in the
+// background, as the close may wait for the target's event loop.
 func (j *jsDebug) sessionEnded(logf func(string, ...any)) {
 	j.inspMu.Lock()
 	defer j.inspMu.Unlock()
@@ -108,15 +135,22 @@ func (j *jsDebug) sessionEnded(logf func(string, ...any)) {
 	if j.sessions > 0 || j.insp == nil {
 		return
 	}
-	if err := j.insp.end(logf); err != nil {
-		logf("%v", err)
-	}
+	insp, closed := j.insp, j.closed
 	j.insp = nil
-	close(j.closed)
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &closer{insp: insp, cancel: cancel, done: make(chan struct{})}
+	j.closing = c
+	go func() {
+		defer close(c.done)
+		defer close(closed)
+		if err := insp.end(ctx, logf); err != nil {
+			logf("%v", err)
+		}
+	}()
 }
 
 // release waits (at most 5 s) until the last session has let go of the
-// target and closed the inspector.
+// target and the inspector is closed.
 func (j *jsDebug) release(logf func(string, ...any)) error {
 	j.inspMu.Lock()
 	closed := j.closed
@@ -134,14 +168,26 @@ func (j *jsDebug) release(logf func(string, ...any)) error {
 		logf("no client left: js-debug has let go of the target and its inspector is closed")
 		return nil
 	case <-time.After(5 * time.Second):
-		return errors.New("a js-debug session is still ending after 5s")
+		return errors.New("after 5 s a js-debug session is still ending, or the target's inspector still waits for its busy event loop to close")
 	}
 }
 
 // detach releases the target and stops js-debug before the agent exits.
+// An inspector close still waiting for a busy event loop closes now.
 func (j *jsDebug) detach(logf func(string, ...any)) error {
 	defer j.proc.hold()() // wait for a start under way; no new one after this
 	err := j.release(logf)
+	j.inspMu.Lock()
+	if c := j.closing; c != nil && err != nil {
+		c.cancel()
+		<-c.done
+		j.closing = nil
+		logf("the target's JavaScript stayed busy: closing its inspector without waiting for its event loop (Node.js may open it again when the loop turns, with no kdap left to close it)")
+		if cerr := c.insp.shut(logf); cerr != nil {
+			logf("%v", cerr)
+		}
+	}
+	j.inspMu.Unlock()
 	if cmd, _ := j.proc.running(); cmd != nil {
 		cmd.Process.Signal(syscall.SIGTERM) // no session is left: nothing holds the target
 	}

@@ -126,9 +126,6 @@ func processText(pid int) string {
 	return fmt.Sprintf("pid %d (%s)", pid, exe)
 }
 
-// maxRecording bounds a JFR recording's duration.
-const maxRecording = 10 * time.Minute
-
 // diagnose takes a diagnostic of the JVM: threads (Thread.print -l), heap
 // (GC.heap_dump: an HPROF file), recording (JFR.start … JFR.dump). Files the JVM writes go to its
 // own /tmp (it writes them as its user) and are unlinked as soon as the
@@ -156,16 +153,13 @@ func (j *javaDebug) diagnose(ctx context.Context, kind string, params url.Values
 		}
 		return j.takeFile(file, out, "application/vnd.java.hprof")
 	case runtimes.DiagnosticRecording:
-		d := 30 * time.Second
-		if v := params.Get("duration"); v != "" {
-			var err error
-			if d, err = time.ParseDuration(v); err != nil || d <= 0 || d > maxRecording {
-				return nil, fmt.Errorf("duration %q: give one from 1s to %s", v, maxRecording)
-			}
+		d, err := recordingDuration(params)
+		if err != nil {
+			return nil, err
 		}
 		return j.record(ctx, d, logf)
 	}
-	return nil, fmt.Errorf("no diagnostic %q: there are %s", kind, strings.Join(runtimes.Java.Diagnostics, ", "))
+	return nil, noDiagnosticError(runtimes.Java, kind)
 }
 
 // record runs a JFR recording (settings=profile) for d, or until the

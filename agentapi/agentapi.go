@@ -15,6 +15,9 @@ const (
 	EnvListen  = "KDAP_AGENT_LISTEN"  // 127.0.0.1:PORT
 	EnvRuntime = "KDAP_AGENT_RUNTIME" // a runtime's name, or auto
 	EnvTTL     = "KDAP_AGENT_TTL"     // idle time before the agent exits, e.g. 15m0s
+	// EnvLazy "true": attach no debugger until a session asks for one (an
+	// agent injected for a diagnostic), instead of at once.
+	EnvLazy = "KDAP_AGENT_LAZY"
 )
 
 // A debugger image configures its runtime's driver in the agent with
@@ -50,6 +53,11 @@ const (
 )
 
 // Diagnostics the agent serves at GET DiagnosticsPath+KIND (threads, heap,
-// recording), for runtimes whose driver takes them; the response body is
-// the file, its Content-Type says which.
-const DiagnosticsPath = "/diagnostics/"
+// recording, core), for runtimes whose driver takes them; the response
+// body is the file, its Content-Type says which and Content-Disposition
+// suggests a file name. PauseHeader, when present, says how long the
+// target was stopped for it (a Go duration).
+const (
+	DiagnosticsPath = "/diagnostics/"
+	PauseHeader     = "Kdap-Pause"
+)

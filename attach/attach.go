@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -34,6 +35,10 @@ type Config struct {
 	Context    string            // default context
 	Images     map[string]string // debugger image by runtime name (default: the runtime's DefaultImage)
 	AgentTTL   time.Duration     // idle time before an agent exits
+	// Lazy injects agents that attach no debugger until a session asks
+	// (kdap's diagnostics: nothing injected into the target that it does
+	// not need). A reused agent is as it is.
+	Lazy bool
 }
 
 // Reporter receives progress and notes (dap.Reporter satisfies it).
@@ -48,6 +53,8 @@ type Endpoint struct {
 	Reused                           bool
 	Status                           agentapi.Status
 	Forward                          *forward.Forward
+	PodUID                           types.UID
+	Client                           kubernetes.Interface // the client it was reached with
 }
 
 // Prepare resolves the target, reuses or injects the agent, and forwards
@@ -76,13 +83,13 @@ func Prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 	if args.AgentTTL != "" {
 		ttl, _ = time.ParseDuration(args.AgentTTL)
 	}
-	opts := inject.Options{Image: image, Target: container, Runtime: rt.Name, TTL: ttl, Ptrace: rt.NeedsPtrace()}
+	opts := inject.Options{Image: image, Target: container, Runtime: rt.Name, TTL: ttl, Ptrace: rt.NeedsPtrace(), Lazy: cfg.Lazy}
 	if uid, gid := inject.TargetUser(pod, container); uid != nil && *uid != 0 {
 		// As the target's own user the debugger may ptrace it and read its
 		// files without SYS_PTRACE, so PodSecurity baseline allows it.
 		opts.RunAsUser, opts.RunAsGroup, opts.Ptrace = uid, gid, false
 	}
-	ep := &Endpoint{Pod: pod.Name, Namespace: ns, Container: container}
+	ep := &Endpoint{Pod: pod.Name, Namespace: ns, Container: container, PodUID: pod.UID, Client: client}
 
 	if agent, ok := inject.FindRunning(pod, container, image); ok {
 		ep.Agent, ep.Reused = agent.Name, true

@@ -31,6 +31,7 @@ type Options struct {
 	Ptrace     bool          // add SYS_PTRACE (runtimes whose debugger ptraces the target)
 	RunAsUser  *int64        // run as this uid (the target's, when known)
 	RunAsGroup *int64        // and this gid
+	Lazy       bool          // the agent attaches no debugger until a session comes (diagnostics)
 }
 
 // Agent is an injected agent container.
@@ -49,16 +50,20 @@ func Container(name string, o Options) corev1.EphemeralContainer {
 	if o.Ptrace {
 		sc.Capabilities = &corev1.Capabilities{Add: []corev1.Capability{"SYS_PTRACE"}}
 	}
+	env := []corev1.EnvVar{
+		{Name: agentapi.EnvListen, Value: fmt.Sprintf("127.0.0.1:%d", o.Port)},
+		{Name: agentapi.EnvRuntime, Value: o.Runtime},
+		{Name: agentapi.EnvTTL, Value: o.TTL.String()},
+	}
+	if o.Lazy {
+		env = append(env, corev1.EnvVar{Name: agentapi.EnvLazy, Value: "true"})
+	}
 	return corev1.EphemeralContainer{
 		EphemeralContainerCommon: corev1.EphemeralContainerCommon{
-			Name:            name,
-			Image:           o.Image,
-			ImagePullPolicy: corev1.PullIfNotPresent,
-			Env: []corev1.EnvVar{
-				{Name: agentapi.EnvListen, Value: fmt.Sprintf("127.0.0.1:%d", o.Port)},
-				{Name: agentapi.EnvRuntime, Value: o.Runtime},
-				{Name: agentapi.EnvTTL, Value: o.TTL.String()},
-			},
+			Name:                     name,
+			Image:                    o.Image,
+			ImagePullPolicy:          corev1.PullIfNotPresent,
+			Env:                      env,
 			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 			SecurityContext:          sc,
 		},

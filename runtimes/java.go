@@ -39,8 +39,12 @@ var Java = &Runtime{
 	ConnectHint: func(*Target) string {
 		return `JDWP: IntelliJ "Remote JVM Debug" (Attach to remote JVM, socket) or jdb -attach to this address`
 	},
-	Endpoint:    EndpointJDWP,
-	Diagnostics: []string{DiagnosticThreads, DiagnosticHeap, DiagnosticRecording},
+	Endpoint: EndpointJDWP,
+	Diagnostics: []Diagnostic{
+		{Kind: DiagnosticThreads, What: "thread dump", Ext: ".txt", Cost: "the JVM prints its threads' stacks (a pause of milliseconds)"},
+		{Kind: DiagnosticHeap, What: "heap dump", Ext: ".hprof", Cost: "the JVM writes its heap (it pauses meanwhile: ≈ 1 s per 300 MB of live objects)"},
+		{Kind: DiagnosticRecording, What: "JFR recording", Ext: ".jfr", Cost: "the JVM records (JFR profile settings: ≈ 1–2% overhead)"},
+	},
 }
 
 const javaName = "java"

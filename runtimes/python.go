@@ -42,6 +42,11 @@ var Python = &Runtime{
 	ConnectHint: func(t *Target) string {
 		return fmt.Sprintf(`DAP (debugpy): attach with "connect" to this address and "pathMappings" with "remoteRoot": %q`, t.Root)
 	},
+	Diagnostics: []Diagnostic{
+		{Kind: DiagnosticThreads, What: "thread dump", Ext: ".txt", Cost: "gdb stops the target while it runs the dump in the interpreter (≈ 1 s, gdb's own start included)"},
+		{Kind: DiagnosticRecording, What: "sampling profile", Ext: ".collapsed", Cost: "a thread in the target samples every thread's stack at 100 Hz (gdb stops the target ≈ 1 s to start it)"},
+		{Kind: DiagnosticHeap, What: "heap summary", Ext: ".txt", Cost: "the interpreter counts the objects its garbage collector tracks, holding the GIL (≈ 0.1 s per million objects, after gdb's ≈ 1 s)"},
+	},
 }
 
 const pythonName = "python"
@@ -243,6 +248,12 @@ except BaseException:
     with open(%q, "w") as f:
         traceback.print_exc(file=f)
 `, path.Join(dir, "debugpy", "server"), setup, DebugpyErrorFile(dir, port))
+	return PythonExec(program)
+}
+
+// PythonExec is a Python expression that runs program, spelt so that it
+// survives gdb's and C's quoting: the program's bytes as a list.
+func PythonExec(program string) string {
 	return "exec(bytes(" + byteList(program) + ").decode(), {})"
 }
 

@@ -57,8 +57,27 @@ type Runtime struct {
 	// relays bytes.
 	Endpoint string
 	// Diagnostics are the diagnostics the agent takes of this runtime's
-	// targets (kdap dump, heap, profile).
-	Diagnostics []string
+	// targets (kdap dump, heap, profile, core).
+	Diagnostics []Diagnostic
+}
+
+// Diagnostic is one diagnostic the agent takes of a runtime's targets,
+// with what kdap says of it.
+type Diagnostic struct {
+	Kind string // the agent's name for it: DiagnosticThreads, …
+	What string // "goroutine dump"
+	Ext  string // the file's extension: ".txt"
+	Cost string // what the target goes through meanwhile, said while waiting
+}
+
+// Diagnostic returns the runtime's diagnostic of kind, if it takes one.
+func (r *Runtime) Diagnostic(kind string) (Diagnostic, bool) {
+	for _, d := range r.Diagnostics {
+		if d.Kind == kind {
+			return d, true
+		}
+	}
+	return Diagnostic{}, false
 }
 
 // EndpointJDWP: kdap attach relays JDWP packets and adds its heartbeats.
@@ -66,16 +85,17 @@ const EndpointJDWP = "jdwp"
 
 // Diagnostics, by the agent's names for them.
 const (
-	DiagnosticThreads   = "threads"   // every thread's stack, as text
-	DiagnosticHeap      = "heap"      // a heap dump
+	DiagnosticThreads   = "threads"   // every thread's stack: text, or format=json; locals=true
+	DiagnosticHeap      = "heap"      // a heap dump (all=true: unreachable objects too)
 	DiagnosticRecording = "recording" // a profiler's recording (duration=30s)
+	DiagnosticCore      = "core"      // a core file and the executable, as a tar
 )
 
 // WithDiagnostic lists the runtimes whose agent takes the diagnostic kind.
 func WithDiagnostic(kind string) []*Runtime {
 	var out []*Runtime
 	for _, r := range All {
-		if slices.Contains(r.Diagnostics, kind) {
+		if _, ok := r.Diagnostic(kind); ok {
 			out = append(out, r)
 		}
 	}

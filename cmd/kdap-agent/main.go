@@ -25,6 +25,7 @@ func main() {
 	flag.StringVar(&cfg.Runtime, "runtime", envOr(agentapi.EnvRuntime, "auto"), "runtime of the target: auto or "+strings.Join(runtimes.Names(), ", "))
 	ttl := flag.String("ttl", envOr(agentapi.EnvTTL, "15m"), "idle time before the agent detaches and exits")
 	flag.IntVar(&cfg.PID, "pid", 0, "target pid (default: found in the target container)")
+	flag.BoolVar(&cfg.Lazy, "lazy", envOr(agentapi.EnvLazy, "false") == "true", "attach no debugger until a session asks for one")
 	flag.Parse()
 	d, err := time.ParseDuration(*ttl)
 	if err != nil {

@@ -21,15 +21,26 @@ type RuntimesOptions struct {
 // runtimeInfo is one line of `kdap runtimes -o json`, which the VS Code
 // extension reads instead of knowing the runtimes itself.
 type runtimeInfo struct {
-	Name         string   `json:"name"`
-	Title        string   `json:"title"`
-	Debugger     string   `json:"debugger"`
-	Summary      string   `json:"summary"`
-	Needs        string   `json:"needs"`
-	Languages    []string `json:"languages"`
-	ImageFlag    string   `json:"imageFlag"`
-	ImageEnv     string   `json:"imageEnv"`
-	DefaultImage string   `json:"defaultImage"`
+	Name         string           `json:"name"`
+	Title        string           `json:"title"`
+	Debugger     string           `json:"debugger"`
+	Summary      string           `json:"summary"`
+	Needs        string           `json:"needs"`
+	Languages    []string         `json:"languages"`
+	ImageFlag    string           `json:"imageFlag"`
+	ImageEnv     string           `json:"imageEnv"`
+	DefaultImage string           `json:"defaultImage"`
+	Diagnostics  []diagnosticInfo `json:"diagnostics"`
+}
+
+// diagnosticInfo is a diagnostic kdap takes of a runtime's targets, and
+// the kdap command that takes it.
+type diagnosticInfo struct {
+	Kind    string `json:"kind"`
+	Command string `json:"command"` // dump, heap, profile, core
+	What    string `json:"what"`
+	Ext     string `json:"ext"`
+	Cost    string `json:"cost"`
 }
 
 func newRuntimesCommand() *cobra.Command {
@@ -53,8 +64,12 @@ func newRuntimesCommand() *cobra.Command {
 func (o *RuntimesOptions) Run() error {
 	infos := []runtimeInfo{}
 	for _, rt := range runtimes.All {
-		infos = append(infos, runtimeInfo{Name: rt.Name, Title: rt.Title, Debugger: rt.Debugger, Summary: rt.Summary, Needs: rt.Access.String(),
-			Languages: rt.Languages, ImageFlag: "--" + rt.ImageFlag(), ImageEnv: rt.ImageEnv(), DefaultImage: rt.DefaultImage()})
+		info := runtimeInfo{Name: rt.Name, Title: rt.Title, Debugger: rt.Debugger, Summary: rt.Summary, Needs: rt.Access.String(),
+			Languages: rt.Languages, ImageFlag: "--" + rt.ImageFlag(), ImageEnv: rt.ImageEnv(), DefaultImage: rt.DefaultImage(), Diagnostics: []diagnosticInfo{}}
+		for _, d := range rt.Diagnostics {
+			info.Diagnostics = append(info.Diagnostics, diagnosticInfo{Kind: d.Kind, Command: diagnoseCommands[d.Kind], What: d.What, Ext: d.Ext, Cost: d.Cost})
+		}
+		infos = append(infos, info)
 	}
 	if o.Output == "json" {
 		enc := json.NewEncoder(o.Out)

@@ -11,7 +11,7 @@ import (
 )
 
 // Write builds the agent and dlv from the repository at repoDir and writes
-// the image as ref to file.
+// the image as ref to file, with a /tmp for core dumps.
 func Write(ctx context.Context, repoDir, file, ref string) error {
 	agent, err := ocitar.BuildGo(ctx, ocitar.GoBuild{Dir: repoDir, Package: "./cmd/kdap-agent", Flags: []string{"-trimpath", "-ldflags=-s -w"}})
 	if err != nil {
@@ -27,6 +27,7 @@ func Write(ctx context.Context, repoDir, file, ref string) error {
 			{Path: "/kdap-agent", Mode: 0o755, Data: agent},
 			{Path: "/dlv", Mode: 0o755, Data: dlv},
 		},
+		Dirs:       []ocitar.Dir{{Path: "/tmp", Mode: 0o1777}}, // where Delve writes core dumps
 		Entrypoint: []string{"/kdap-agent"},
 	})
 }

@@ -33,6 +33,12 @@ type File struct {
 	Data []byte
 }
 
+// Dir is an empty directory of an image's only layer.
+type Dir struct {
+	Path string // absolute path inside the image, e.g. /tmp
+	Mode int64  // permission bits, e.g. 0o1777
+}
+
 // Tree is a directory of this machine copied into the layer, streamed from
 // disk: regular files, directories and symbolic links (devices, sockets and
 // pipes are left out); owners become root.
@@ -50,6 +56,7 @@ type Tree struct {
 type Image struct {
 	Ref        string // e.g. kdap.test/pause:1
 	Files      []File
+	Dirs       []Dir
 	Trees      []Tree
 	Entrypoint []string
 	Env        []string
@@ -134,6 +141,15 @@ func writeLayer(w io.Writer, img Image) error {
 	tw := tar.NewWriter(w)
 	for _, d := range sortedDirs {
 		hdr := &tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(d, "/") + "/", Mode: 0o755, ModTime: epoch}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+	}
+	for _, d := range img.Dirs {
+		if !path.IsAbs(d.Path) || dirs[d.Path] {
+			return fmt.Errorf("image directory %q is not absolute or holds files", d.Path)
+		}
+		hdr := &tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(d.Path, "/") + "/", Mode: d.Mode, ModTime: epoch}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}

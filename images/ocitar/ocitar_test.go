@@ -19,6 +19,7 @@ func TestWriteReadsBackAsTheSameImage(t *testing.T) {
 	img := Image{
 		Ref:        "kdap.test/example:1",
 		Files:      []File{{Path: "/bin/app", Mode: 0o755, Data: []byte("binary")}, {Path: "/etc/app.conf", Mode: 0o644, Data: []byte("x=1")}},
+		Dirs:       []Dir{{Path: "/tmp", Mode: 0o1777}},
 		Entrypoint: []string{"/bin/app", "--flag"},
 		Env:        []string{"A=b"},
 		User:       "65532:65532",
@@ -51,6 +52,7 @@ func TestWriteReadsBackAsTheSameImage(t *testing.T) {
 	entries := layerEntries(t, file, img.Ref)
 	want := []entry{
 		{Name: "bin/", Mode: 0o755}, {Name: "etc/", Mode: 0o755},
+		{Name: "tmp/", Mode: 0o1777},
 		{Name: "bin/app", Mode: 0o755, Data: "binary"}, {Name: "etc/app.conf", Mode: 0o644, Data: "x=1"},
 	}
 	if diff := cmp.Diff(want, entries); diff != "" {

@@ -51,6 +51,7 @@ func (j javaJVM) pod(t *testing.T, ns, name string, withJDWP bool) string {
 		}
 	})
 	logsOnFailure(t, ns, name)
+	waitLog(t, ns, name, "javahttp listening") // Running comes before the JVM serves
 	return podForward(t, ns, name, fixtures.JavaHTTPPort)
 }
 
@@ -230,12 +231,19 @@ func runKdap(t *testing.T, args ...string) string {
 // if it failed, an error holding its stderr.
 func kdapCommand(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(env.kdap, append(args, "--kubeconfig", env.cluster.Kubeconfig(), "--image-java", fixtures.JavaAgentImage)...)
+	shown := strings.Join(args, " ")
+	args = append(args, "--kubeconfig", env.cluster.Kubeconfig())
+	for name, image := range fixtures.AgentImages {
+		args = append(args, "--image-"+name, image)
+	}
+	cmd := exec.Command(env.kdap, args...)
+	cmd.Dir = t.TempDir() // where files without -o land
+	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+env.state)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
 	err := cmd.Run()
-	t.Logf("kdap %s (%s): %s%s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond), stdout.String(), stderr.String())
+	t.Logf("kdap %s (%s): %s%s", shown, time.Since(start).Round(time.Millisecond), stdout.String(), stderr.String())
 	if err != nil {
 		return stdout.String(), fmt.Errorf("%v: %s", err, stderr.String())
 	}
@@ -479,7 +487,13 @@ func TestJavaWithoutJDWP(t *testing.T) {
 			}
 			runKdap(t, "heap", "pod/shop", "-n", ns, "-o", filepath.Join(dir, "heap.hprof"))
 			checkHPROF(t, filepath.Join(dir, "heap.hprof"), "shop/Server")
-			runKdap(t, "profile", "pod/shop", "-n", ns, "--duration", "3s", "-o", filepath.Join(dir, "recording.jfr"))
+			busy := getAsync(fmt.Sprintf("http://%s/busy?ms=3000", svc))
+			out := runKdap(t, "profile", "pod/shop", "-n", ns, "--duration", "3s", "-o", filepath.Join(dir, "recording.jfr"))
+			expectReply(t, busy, "busy for 3000 ms", 10*time.Second)
+			if !strings.Contains(out, "flame graph: "+filepath.Join(dir, "recording.svg")) {
+				t.Errorf("kdap profile names no flame graph: %q", out)
+			}
+			checkFlameGraph(t, filepath.Join(dir, "recording.svg"), "shop.Server.busyWork")
 			summary, err := exec.Command(filepath.Join(javaimage.JDK, "bin", "jfr"), "summary", filepath.Join(dir, "recording.jfr")).CombinedOutput()
 			if err != nil || !bytes.Contains(summary, []byte("jdk.CPULoad")) {
 				t.Errorf("jfr summary of the recording: %v\n%s", err, summary)

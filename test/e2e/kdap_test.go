@@ -235,7 +235,7 @@ func serviceForward(t *testing.T, ns, pod string) string {
 }
 
 // podForward forwards to a port of the pod and returns the local address.
-func podForward(t *testing.T, ns, pod string, port int) string {
+func podForward(t testing.TB, ns, pod string, port int) string {
 	t.Helper()
 	d, err := forward.Dialer(env.rest, forward.URL(env.clientset, ns, pod))
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -141,8 +142,20 @@ func waitPod(t testing.TB, ns, name string, timeout time.Duration, what string, 
 	return ev.Object.(*corev1.Pod)
 }
 
+// waitLog waits (30 s at most) until the pod's app container has logged
+// text — that it serves: a forward to a port nobody listens on yet would
+// end at the first connection.
+func waitLog(t testing.TB, ns, pod, text string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(podLogs(t, ns, pod, "app"), text); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s/%s did not log %q within 30 s", ns, pod, text)
+		}
+	}
+}
+
 // podLogs returns a container's log.
-func podLogs(t *testing.T, ns, pod, container string) string {
+func podLogs(t testing.TB, ns, pod, container string) string {
 	t.Helper()
 	b, err := env.clientset.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container}).DoRaw(context.Background())
 	if err != nil {
@@ -177,7 +190,7 @@ func portForwardDialer(t *testing.T, ns, pod, kind string) httpstream.Dialer {
 }
 
 // forwardPort forwards 127.0.0.1:<random> to a pod port until the test ends.
-func forwardPort(t *testing.T, dialer httpstream.Dialer, podPort int) *forward.Forward {
+func forwardPort(t testing.TB, dialer httpstream.Dialer, podPort int) *forward.Forward {
 	t.Helper()
 	f, err := forward.Start(context.Background(), dialer, 0, podPort)
 	if err != nil {

@@ -31,6 +31,7 @@ var env struct {
 	clientset *kubernetes.Clientset
 	kdap      string // the kdap binary under test
 	repo      string // repository root
+	state     string // XDG_STATE_HOME of the kdap commands run (its local log)
 }
 
 func TestMain(m *testing.M) {
@@ -115,6 +116,7 @@ func setUp() error {
 		return err
 	}
 	env.kdap = filepath.Join(binDir, "kdap")
+	env.state = filepath.Join(binDir, "state")
 	build := exec.CommandContext(ctx, "go", "build", "-o", env.kdap, "./cmd/kdap")
 	build.Dir = repo
 	if out, err := build.CombinedOutput(); err != nil {

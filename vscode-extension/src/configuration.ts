@@ -35,6 +35,16 @@ export interface RuntimeInfo {
   title: string;
   debugger: string;
   summary: string;
+  diagnostics?: DiagnosticInfo[];
+}
+
+/** A diagnostic kdap takes of a runtime's targets, from `kdap runtimes -o json`. */
+export interface DiagnosticInfo {
+  kind: string;
+  command: string; // the kdap command: dump, heap, profile, core
+  what: string;
+  ext: string;
+  cost: string;
 }
 
 /** What resolving a configuration needs from VS Code and kdap. */
@@ -161,4 +171,35 @@ export function findKdap(setting: string | undefined, envPath: string | undefine
 export function describeMessage(direction: '→' | '←', m: { type?: string; command?: string; event?: string; seq?: number }): string {
   const what = m.type === 'event' ? `event ${m.event}` : `${m.type} ${m.command}`;
   return `${direction} ${what} (seq ${m.seq}) ${JSON.stringify(m)}`;
+}
+
+/** The diagnostics kdap takes of the target's runtime; all kinds, by command, if kdap guessed no runtime. */
+export function diagnosticsFor(target: Target, runtimes: RuntimeInfo[]): DiagnosticInfo[] {
+  const rt = runtimes.find((r) => r.name === target.runtime);
+  if (rt?.diagnostics) return rt.diagnostics;
+  const seen = new Map<string, DiagnosticInfo>();
+  for (const r of runtimes) for (const d of r.diagnostics ?? []) if (!seen.has(d.command)) seen.set(d.command, d);
+  return [...seen.values()];
+}
+
+/** The kdap command line that takes diagnostic d of target into dir (profile: for seconds). */
+export function diagnoseArgs(d: DiagnosticInfo, target: Target, config: Partial<KdapConfiguration>, dir: string, seconds?: number): string[] {
+  const args = [d.command, `pod/${target.pod}`, '-n', target.namespace, '-c', target.container];
+  if (target.runtime) args.push('--runtime', target.runtime);
+  if (d.command === 'profile') args.push('--duration', `${seconds ?? 30}s`);
+  if (config.kubeconfig) args.push('--kubeconfig', config.kubeconfig);
+  if (config.context) args.push('--context', config.context);
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
+  args.push('-o', `${dir}/${target.pod}-${d.kind}-${stamp}${d.ext}`);
+  return args;
+}
+
+/** The files a kdap diagnostic command said it saved: the file (or core directory), then a flame graph if any. */
+export function savedFiles(stdout: string): string[] {
+  const files: string[] = [];
+  const saved = /saved to (\S+) \(/.exec(stdout);
+  if (saved) files.push(saved[1]);
+  const flame = /flame graph: (\S+)/.exec(stdout);
+  if (flame) files.push(flame[1]);
+  return files;
 }

@@ -3,10 +3,12 @@
 // a pod when none is named, and traces DAP traffic on request.
 import { execFile } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import * as vscode from 'vscode';
 import {
-  describeMessage, describeTarget, findKdap, KdapConfiguration, namespaces, parseRuntimes, parseTargets, pods,
-  resolveConfiguration, RuntimeInfo, Target, targetsArgs, withTarget,
+  describeMessage, describeTarget, diagnoseArgs, diagnosticsFor, findKdap, KdapConfiguration, namespaces, parseRuntimes, parseTargets, pods,
+  resolveConfiguration, RuntimeInfo, savedFiles, Target, targetsArgs, withTarget,
 } from './configuration';
 
 let log: vscode.LogOutputChannel;
@@ -18,7 +20,69 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.debug.registerDebugConfigurationProvider('kdap', new ConfigurationProvider()),
     vscode.debug.registerDebugAdapterDescriptorFactory('kdap', new AdapterFactory()),
     vscode.debug.registerDebugAdapterTrackerFactory('kdap', new TrackerFactory()),
+    vscode.commands.registerCommand('kdap.diagnose', diagnose),
   );
+}
+
+/**
+ * kdap.diagnose: pick a pod, then one of the diagnostics kdap takes of its
+ * runtime (stack dump, CPU profile, heap, core dump); kdap takes it into
+ * the workspace's .kdap folder (or the temp folder) and the result opens.
+ */
+async function diagnose(): Promise<void> {
+  const runtimes = (await kdapRuntimes()) ?? [];
+  const kdap = kdapBinary();
+  if (!kdap) return;
+  const target = await pickTarget({}, runtimes);
+  if (!target) return;
+  const picks = diagnosticsFor(target, runtimes).map((d) => ({ label: d.what, description: `kdap ${d.command}`, detail: d.cost, d }));
+  if (picks.length === 0) {
+    void vscode.window.showErrorMessage(`kdap takes no diagnostics of ${target.runtime || 'this'} programs`);
+    return;
+  }
+  const pick = await vscode.window.showQuickPick(picks, { title: `kdap: diagnostic of ${target.namespace}/${target.pod}`, placeHolder: 'What to take (the target keeps running)' });
+  if (!pick) return;
+  let seconds: number | undefined;
+  if (pick.d.command === 'profile') {
+    const v = await vscode.window.showInputBox({ title: 'kdap: record for how many seconds?', value: '30', validateInput: (s) => (/^[1-9]\d*$/.test(s) && Number(s) <= 600 ? undefined : 'seconds, 1 to 600') });
+    if (!v) return;
+    seconds = Number(v);
+  }
+  const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  const dir = folder ? path.join(folder, '.kdap') : os.tmpdir();
+  fs.mkdirSync(dir, { recursive: true });
+  const args = diagnoseArgs(pick.d, target, {}, dir, seconds);
+  log.info(`running ${kdap} ${args.join(' ')}`);
+  const stdout = await vscode.window.withProgress(
+    { location: vscode.ProgressLocation.Notification, title: `kdap: taking a ${pick.d.what} of ${target.pod}…`, cancellable: true },
+    (_, token) => new Promise<string | undefined>((resolve) => {
+      const child = execFile(kdap, args, { timeout: ((seconds ?? 0) + 300) * 1000, maxBuffer: 1 << 20 }, (err, out, errOut) => {
+        log.info(errOut.trim());
+        if (err) {
+          void vscode.window.showErrorMessage(`kdap ${pick.d.command}: ${lastLine(errOut) || err.message}`);
+          resolve(undefined);
+          return;
+        }
+        resolve(out);
+      });
+      token.onCancellationRequested(() => child.kill('SIGINT'));
+    }));
+  if (!stdout) return;
+  log.info(stdout.trim());
+  const files = savedFiles(stdout);
+  void vscode.window.showInformationMessage(lastLine(stdout.split('\n').find((l) => l.includes('saved to')) ?? stdout));
+  for (const f of files) {
+    if (fs.statSync(f).isDirectory()) {
+      void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(f));
+    } else {
+      await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(f));
+    }
+  }
+}
+
+function lastLine(s: string): string {
+  const lines = s.trim().split('\n');
+  return lines[lines.length - 1].replace(/^kdap: /, '');
 }
 
 export function deactivate(): void {}
@@ -90,7 +154,7 @@ class ConfigurationProvider implements vscode.DebugConfigurationProvider {
   }
 }
 
-async function pickTarget(config: KdapConfiguration, runtimes: RuntimeInfo[]): Promise<Target | undefined> {
+async function pickTarget(config: Partial<KdapConfiguration>, runtimes: RuntimeInfo[]): Promise<Target | undefined> {
   const kdap = kdapBinary();
   if (!kdap) return undefined;
   const targets = await vscode.window.withProgress(

@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { test } from 'node:test';
 import {
-  describeTarget, findKdap, namespaces, parseRuntimes, parseTargets, pods, resolveConfiguration, RuntimeInfo, Target, targetsArgs, withTarget,
+  describeTarget, diagnoseArgs, diagnosticsFor, findKdap, namespaces, parseRuntimes, parseTargets, pods, resolveConfiguration, RuntimeInfo, savedFiles, Target, targetsArgs, withTarget,
 } from '../../src/configuration';
 
 // What `kdap runtimes -o json` prints (a subset of the fields).
@@ -112,4 +112,34 @@ test('package.json: attach schema covers kdap attach arguments; snippets expand 
       assert.deepEqual(configs.map((c: { name: string }) => c.name), ['kdap: orders', 'kdap: billing']);
     }
   }
+});
+
+// What `kdap runtimes -o json` says of diagnostics (a subset).
+const withDiagnostics: RuntimeInfo[] = [
+  { ...runtimes[0], diagnostics: [
+    { kind: 'threads', command: 'dump', what: 'goroutine dump', ext: '.txt', cost: 'stops ≈ 0.1 s' },
+    { kind: 'core', command: 'core', what: 'core dump', ext: '', cost: 'stops while written' },
+  ] },
+  { ...runtimes[1], diagnostics: [
+    { kind: 'threads', command: 'dump', what: 'thread dump', ext: '.txt', cost: 'gdb' },
+    { kind: 'recording', command: 'profile', what: 'sampling profile', ext: '.collapsed', cost: '100 Hz' },
+  ] },
+];
+
+test("the diagnostics offered are the target's runtime's; with no runtime guessed, every command once", () => {
+  assert.deepEqual(diagnosticsFor(targets[2], withDiagnostics).map((d) => d.what), ['thread dump', 'sampling profile']);
+  assert.deepEqual(diagnosticsFor({ ...targets[2], runtime: '' }, withDiagnostics).map((d) => d.command), ['dump', 'core', 'profile']);
+});
+
+test('a diagnostic runs the kdap command on the picked container, into the folder, named by pod and kind', () => {
+  const args = diagnoseArgs(withDiagnostics[1].diagnostics![1], targets[2], { kubeconfig: '/k', context: 'stg' }, '/ws/.kdap', 10);
+  assert.deepEqual(args.slice(0, 14), ['profile', 'pod/billing-5f1', '-n', 'shop', '-c', 'app', '--runtime', 'python', '--duration', '10s', '--kubeconfig', '/k', '--context', 'stg']);
+  assert.equal(args[14], '-o');
+  assert.match(args[15], /^\/ws\/\.kdap\/billing-5f1-recording-\d{8}T\d{6}\.collapsed$/);
+});
+
+test('the files kdap says it saved are opened: the file, then the flame graph', () => {
+  const out = 'kdap: CPU profile of pid 1 (go1.26) saved to /ws/.kdap/web-recording.pprof (6.1 KB in 2.1s)\nkdap: flame graph: /ws/.kdap/web-recording.svg\n';
+  assert.deepEqual(savedFiles(out), ['/ws/.kdap/web-recording.pprof', '/ws/.kdap/web-recording.svg']);
+  assert.deepEqual(savedFiles('nothing'), []);
 });
