@@ -102,3 +102,12 @@ func recordingDuration(params url.Values) (time.Duration, error) {
 	}
 	return d, nil
 }
+
+// roundPause is a pause for a dump's header: to the millisecond, or below
+// one to the microsecond.
+func roundPause(d time.Duration) time.Duration {
+	if d < time.Millisecond {
+		return d.Round(time.Microsecond)
+	}
+	return d.Round(time.Millisecond)
+}

@@ -204,7 +204,7 @@ func goroutineState(ver *goversion.GoVersion, g *api.Goroutine) string {
 // frame's locals indented under it.
 func goTraceback(pid int, goVersion string, pause time.Duration, gs []goroutineStack) []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "# goroutines of pid %d (%s), %d in all; the target was stopped %s to read them\n\n", pid, goVersion, len(gs), pause)
+	fmt.Fprintf(&b, "# goroutines of pid %d (%s), %d in all; the target was stopped %s to read them\n\n", pid, goVersion, len(gs), roundPause(pause))
 	for _, g := range gs {
 		fmt.Fprintf(&b, "goroutine %d [%s]:\n", g.ID, g.State)
 		if g.Unreadable != "" {

@@ -135,11 +135,14 @@ func (j *javaDebug) diagnose(ctx context.Context, kind string, params url.Values
 	pid := j.target.PID
 	switch kind {
 	case runtimes.DiagnosticThreads:
+		start := time.Now()
 		out, err := hotspotCommand(pid, 30*time.Second, "jcmd", "Thread.print -l")
 		if err != nil {
 			return nil, err
 		}
-		return textDiagnostic(out), nil
+		d := textDiagnostic(out)
+		d.pause = time.Since(start) // at most: the safepoint lasts while the JVM prints
+		return d, nil
 	case runtimes.DiagnosticHeap:
 		file := j.tempName("hprof")
 		cmd := "GC.heap_dump " + file
@@ -147,11 +150,16 @@ func (j *javaDebug) diagnose(ctx context.Context, kind string, params url.Values
 			cmd = "GC.heap_dump -all " + file
 		}
 		logf("heap dump of pid %d to %s (the JVM pauses while it writes it)", pid, file)
+		start := time.Now()
 		out, err := hotspotCommand(pid, 30*time.Minute, "jcmd", cmd)
 		if err != nil {
 			return nil, err
 		}
-		return j.takeFile(file, out, "application/vnd.java.hprof")
+		d, err := j.takeFile(file, out, "application/vnd.java.hprof")
+		if d != nil {
+			d.pause = time.Since(start) // at most: the JVM is stopped while it writes the dump
+		}
+		return d, err
 	case runtimes.DiagnosticRecording:
 		d, err := recordingDuration(params)
 		if err != nil {

@@ -171,7 +171,7 @@ func (j *jsDebug) stack(ctx context.Context, locals, asJSON bool, logf func(stri
 	case idle:
 		fmt.Fprintf(&b, "# the main thread of pid %d (Node.js %s) ran no JavaScript for %s: it waits in the event loop, with nothing on its stack\n", t.PID, t.Version, idleWait)
 	default:
-		fmt.Fprintf(&b, "# JavaScript stack of the main thread of pid %d (Node.js %s); the target was stopped %s to read it\n", t.PID, t.Version, pause.Round(time.Microsecond))
+		fmt.Fprintf(&b, "# JavaScript stack of the main thread of pid %d (Node.js %s); the target was stopped %s to read it\n", t.PID, t.Version, roundPause(pause))
 		for _, f := range frames {
 			fmt.Fprintf(&b, "    at %s (%s:%d:%d)\n", f.Function, f.URL, f.Line, f.Column)
 			for _, v := range f.Locals {

@@ -247,7 +247,7 @@ func (d *debugpy) stacks(ctx context.Context, locals, asJSON bool, logf func(str
 		return &diagnostic{body: io.NopCloser(bytes.NewReader(out)), size: int64(len(out)), contentType: "application/json", name: "stacks.json", pause: stopped}, nil
 	}
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "# threads of pid %d (Python %s), %d in all; the target was stopped at most %s to read them (while gdb was attached)\n\n", d.target.PID, dump.Version, len(dump.Threads), stopped.Round(time.Millisecond))
+	fmt.Fprintf(&b, "# threads of pid %d (Python %s), %d in all; the target was stopped at most %s to read them (while gdb was attached)\n\n", d.target.PID, dump.Version, len(dump.Threads), roundPause(stopped))
 	for _, th := range dump.Threads {
 		fmt.Fprintf(&b, "Thread %d (%s), most recent call last:\n", th.ID, th.Name)
 		for _, fr := range th.Frames {

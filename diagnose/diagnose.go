@@ -84,7 +84,7 @@ func Take(ctx context.Context, cfg attach.Config, req Request, r attach.Reporter
 		return nil, err
 	}
 	r.Progress(fmt.Sprintf("taking a %s of pid %d in pod %s/%s: %s", d.What, t.PID, ep.Namespace, ep.Pod, d.Cost))
-	stopWaiting := reportWhile(r, d.What, 5*time.Second)
+	stopWaiting := reportWhile(r, d.What, time.Second)
 	resp, err := http.DefaultClient.Do(hreq)
 	stopWaiting()
 	if err != nil {

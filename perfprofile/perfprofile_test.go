@@ -2,8 +2,8 @@ package perfprofile
 
 import (
 	"bytes"
-	"fmt"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"

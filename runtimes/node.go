@@ -39,9 +39,9 @@ var Node = &Runtime{
 		return fmt.Sprintf(`DAP (js-debug, one session): attach with "localRoot" set to your folder and "remoteRoot": %q`, t.Root)
 	},
 	Diagnostics: []Diagnostic{
-		{Kind: DiagnosticThreads, What: "JavaScript stack dump", Ext: ".txt", Cost: "the main thread stops at its next JavaScript statement while the stack is read (milliseconds)"},
+		{Kind: DiagnosticThreads, What: "JavaScript stack dump", Ext: ".txt", Cost: "the main thread stops at its next JavaScript statement while the stack is read (≈ 1 ms)"},
 		{Kind: DiagnosticRecording, What: "CPU profile", Ext: ".cpuprofile", Cost: "V8's sampling profiler runs (a few per cent of CPU)"},
-		{Kind: DiagnosticHeap, What: "heap snapshot", Ext: ".heapsnapshot", Cost: "V8 writes its heap (JavaScript waits meanwhile: ≈ 1 s per 100 MB of heap)"},
+		{Kind: DiagnosticHeap, What: "heap snapshot", Ext: ".heapsnapshot", Cost: "V8 writes its heap (JavaScript waits meanwhile: ≈ 0.5 s for 5 MB)"},
 	},
 }
 

@@ -481,13 +481,16 @@ func TestJavaWithoutJDWP(t *testing.T) {
 			}
 
 			dir := t.TempDir()
+			busy := getAsync(fmt.Sprintf("http://%s/busy?ms=2000", svc))
+			time.Sleep(300 * time.Millisecond)
 			runKdap(t, "dump", "pod/shop", "-n", ns, "-o", filepath.Join(dir, "threads.txt"))
-			if b, _ := os.ReadFile(filepath.Join(dir, "threads.txt")); !bytes.Contains(b, []byte("Full thread dump")) || !bytes.Contains(b, []byte("HTTP-Dispatcher")) {
-				t.Errorf("thread dump: %.300s", b)
+			if b, _ := os.ReadFile(filepath.Join(dir, "threads.txt")); !bytes.Contains(b, []byte("Full thread dump")) || !bytes.Contains(b, []byte("HTTP-Dispatcher")) || !bytes.Contains(b, []byte("at shop.Server.busyWork(Server.java:")) {
+				t.Errorf("thread dump: %.3000s", b)
 			}
+			expectReply(t, busy, "busy for 2000 ms", 10*time.Second)
 			runKdap(t, "heap", "pod/shop", "-n", ns, "-o", filepath.Join(dir, "heap.hprof"))
 			checkHPROF(t, filepath.Join(dir, "heap.hprof"), "shop/Server")
-			busy := getAsync(fmt.Sprintf("http://%s/busy?ms=3000", svc))
+			busy = getAsync(fmt.Sprintf("http://%s/busy?ms=3000", svc))
 			out := runKdap(t, "profile", "pod/shop", "-n", ns, "--duration", "3s", "-o", filepath.Join(dir, "recording.jfr"))
 			expectReply(t, busy, "busy for 3000 ms", 10*time.Second)
 			if !strings.Contains(out, "flame graph: "+filepath.Join(dir, "recording.svg")) {

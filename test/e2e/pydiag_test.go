@@ -75,7 +75,25 @@ func TestPythonDumpProfileAndHeapWhileServing(t *testing.T) {
 		t.Errorf("kdap dump --redact said %q and wrote:\n%s", out, masked)
 	}
 
-	out = runKdap(t, "profile", "pod/shop", "-n", ns, "--duration", "2s")
+	// The service answers while the sampler runs.
+	answered := make(chan time.Duration, 1)
+	go func() {
+		time.Sleep(1500 * time.Millisecond) // gdb starts the sampler ≈ 1 s in
+		start := time.Now()
+		for i := 0; i < 10; i++ {
+			if r := <-getAsync(fmt.Sprintf("http://%s/quote?items=2", svc)); !strings.Contains(r, "total: 14") {
+				t.Errorf("request %d while profiling: %q", i, r)
+			}
+		}
+		answered <- time.Since(start)
+	}()
+	out = runKdap(t, "profile", "pod/shop", "-n", ns, "--duration", "3s")
+	select {
+	case d := <-answered:
+		t.Logf("10 requests while profiling took %s", d)
+	case <-time.After(20 * time.Second):
+		t.Error("the service did not answer 10 requests while kdap profile sampled it")
+	}
 	file := savedFile(t, out, ".collapsed")
 	collapsed, _ := os.ReadFile(file)
 	if !strings.Contains(string(collapsed), "busy_work (server.py:") {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kdap/kdap/runtimes"
 	"github.com/kdap/kdap/test/fixtures"
 )
 
@@ -165,7 +167,11 @@ func TestVSCodeExtensionInCodeServer(t *testing.T) {
 	codeServer := func(args ...string) *exec.Cmd {
 		cmd := exec.Command(vscodeTools.codeServer, append([]string{"--config", config, "--user-data-dir", data, "--extensions-dir", exts}, args...)...)
 		cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(vscodeTools.node24)+":"+os.Getenv("PATH"),
-			"XDG_DATA_HOME="+data, "XDG_CONFIG_HOME="+data) // its logs and heartbeat stay out of $HOME
+			"XDG_DATA_HOME="+data, "XDG_CONFIG_HOME="+data, "XDG_STATE_HOME="+env.state, // its logs and heartbeat stay out of $HOME
+			"KUBECONFIG="+env.cluster.Kubeconfig()) // the kdap commands the extension runs use the user's cluster and images
+		for name, image := range fixtures.AgentImages {
+			cmd.Env = append(cmd.Env, runtimes.Lookup(name).ImageEnv()+"="+image)
+		}
 		return cmd
 	}
 	vsix := filepath.Join(vscodeTools.dir, "kdap.vsix")
@@ -252,6 +258,25 @@ func TestVSCodeExtensionInCodeServer(t *testing.T) {
 		t.Fatalf("the editor shows the Java stop at %q, want %q", got, want)
 	}
 	t.Logf("the editor stopped at Pricing.java:%d; screenshot: %s", pricingLine, shot)
+
+	// The command kdap.diagnose: the pod picker, then the diagnostics of
+	// the pod's runtime; the goroutine dump opens in an editor, and lives
+	// in the workspace's .kdap folder.
+	busy := getAsync(fmt.Sprintf("http://%s/busy?ms=40000", svc))
+	diag := exec.Command("node", "test/ui/take-diagnostic.mjs", url, root, ns, "gohttp", "goroutine dump", filepath.Join(artifacts, "vscode-diagnostic.png"))
+	diag.Dir = vscodeTools.dir
+	diag.Stderr = &testWriter{t: t, prefix: ""}
+	out, err := diag.Output()
+	t.Logf("ui says: %s", out)
+	if err != nil || !regexp.MustCompile(`OPENED gohttp-threads-\d{8}T\d{6}\.txt`).Match(out) || !strings.Contains(string(out), "# goroutines of pid 1") {
+		t.Errorf("the goroutine dump did not open in the editor (%v): %s", err, out)
+	}
+	if dumps, _ := filepath.Glob(filepath.Join(root, ".kdap", "gohttp-threads-*.txt")); len(dumps) != 1 {
+		t.Errorf("the workspace's .kdap folder holds %v", dumps)
+	} else if b, _ := os.ReadFile(dumps[0]); !strings.Contains(string(b), "main.handleBusy") {
+		t.Errorf("the dump %s does not name the busy handler:\n%.1000s", dumps[0], b)
+	}
+	expectReply(t, busy, "busy for 40000 ms", 55*time.Second)
 
 	// kdap.trace: the DAP traffic is in the "kdap" output channel's log.
 	var traced []string
