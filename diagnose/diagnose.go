@@ -122,9 +122,10 @@ func Take(ctx context.Context, cfg attach.Config, req Request, r attach.Reporter
 	if read := flameReaders[d.Ext]; read != nil {
 		svg, err := drawFlameGraph(file, read, fmt.Sprintf("%s of %s/%s, pid %d (%s %s)", d.What, ep.Namespace, ep.Pod, t.PID, runtimes.Lookup(t.Runtime).Title, t.Version))
 		if err != nil {
-			return nil, err
+			r.Output(fmt.Sprintf("kdap could not draw a flame graph (%v); the %s itself is saved", err, d.What))
+		} else {
+			res.Files = append(res.Files, svg)
 		}
-		res.Files = append(res.Files, svg)
 	}
 	res.Elapsed = time.Since(start)
 	record(ctx, ep, audit.Record{Time: start, Action: d.What, Namespace: ep.Namespace, Pod: ep.Pod, Container: ep.Container,

@@ -106,7 +106,7 @@ func TestFromJFR(t *testing.T) {
 	dir := t.TempDir()
 	src := `public class Spin {
   static long inner(long until) { long n = 0; while (System.nanoTime() < until) n++; return n; }
-  static long outer() { return inner(System.nanoTime() + 2_000_000_000L); }
+  static long outer() { return inner(System.nanoTime() + 4_000_000_000L); }
   public static void main(String[] a) { System.out.println(outer()); }
 }`
 	os.WriteFile(filepath.Join(dir, "Spin.java"), []byte(src), 0o644)
