@@ -76,6 +76,14 @@ func (d *delve) halted(ctx context.Context, logf func(string, ...any), read func
 		return 0, fmt.Errorf("connecting to dlv: %v", err)
 	}
 	defer c.Disconnect(false)
+	if started {
+		// dlv attach halted the target and ensure's continue is on its way:
+		// wait for it, or a halt could come first and the reads below
+		// would block behind the continue (Delve answers only while halted).
+		if err := waitRunning(c, 5*time.Second); err != nil {
+			return attach, err
+		}
+	}
 	state, err := c.GetStateNonBlocking()
 	if err != nil {
 		return 0, err
@@ -92,11 +100,30 @@ func (d *delve) halted(ctx context.Context, logf func(string, ...any), read func
 	if err := resume(addr); err != nil {
 		return attach + time.Since(start), fmt.Errorf("resuming the target: %w", err)
 	}
+	if err := waitRunning(c, 5*time.Second); err != nil { // so that the next one finds it running
+		return attach + time.Since(start), err
+	}
 	pause := time.Since(start)
 	if started {
 		logf("the target was stopped %s while Delve attached, and %s for this", attach.Round(time.Millisecond), pause.Round(time.Millisecond))
 	}
 	return attach + pause, readErr
+}
+
+// waitRunning waits until Delve reports the target running.
+func waitRunning(c *rpc2.RPCClient, within time.Duration) error {
+	for deadline := time.Now().Add(within); ; time.Sleep(5 * time.Millisecond) {
+		state, err := c.GetStateNonBlocking()
+		if err != nil {
+			return err
+		}
+		if state.Running || state.Exited {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the target did not run again within %s of Delve's attach", within)
+		}
+	}
 }
 
 // goroutineStack is one goroutine of a stack dump, as kdap dump --format

@@ -30,7 +30,8 @@ func TestGoStacksAndCoreOfARunningTarget(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var log syncLog
-	agentAddr, done := startAgent(t, ctx, Config{TTL: time.Hour, Getenv: settings(DlvEnv, dlv), PID: pid, Log: &log})
+	// A lazy agent, as kdap injects for diagnostics: the first dump attaches Delve.
+	agentAddr, done := startAgent(t, ctx, Config{TTL: time.Hour, Getenv: settings(DlvEnv, dlv), PID: pid, Log: &log, Lazy: true})
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -42,6 +43,9 @@ func TestGoStacksAndCoreOfARunningTarget(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 
 	text, hdr := diagnosticOf(t, agentAddr, "threads")
+	if !strings.Contains(log.String(), "dlv attached") || strings.Contains(log.String(), "stopped already") {
+		t.Errorf("the first dump did not attach Delve itself, or took the attach's halt for a session's:\n%s", log.String())
+	}
 	for _, want := range []string{"goroutine 1 [", "main.main(...)", "main.busyWork(...)", "main.handleBusy(...)", "gohttp/main.go:"} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("stack dump does not have %q:\n%.2000s", want, text)

@@ -38,7 +38,7 @@ var Go = &Runtime{
 		return `DAP: attach with "mode": "remote"; GoLand/dlv JSON-RPC: connect to the same address`
 	},
 	Diagnostics: []Diagnostic{
-		{Kind: DiagnosticThreads, What: "goroutine dump", Ext: ".txt", Cost: "the target stops while Delve reads every goroutine's stack (≈ 20 ms for a small service; the first time also ≈ 0.5 s while Delve attaches)"},
+		{Kind: DiagnosticThreads, What: "goroutine dump", Ext: ".txt", Cost: "the target stops while Delve reads every goroutine's stack (≈ 20 ms for a small service; the first time also ≈ 0.5–0.9 s while Delve attaches)"},
 		{Kind: DiagnosticRecording, What: "CPU profile", Ext: ".pprof", Cost: "the kernel samples each thread's stack every 10 ms of its CPU time (perf events: the target does not stop)"},
 		{Kind: DiagnosticHeap, What: "heap profile", Ext: ".pprof", Cost: "none: the program's own net/http/pprof handler writes its heap profile, when it serves one"},
 		{Kind: DiagnosticCore, What: "core dump", Ext: "", Cost: "the target stops while Delve writes its memory (≈ 60 ms per 100 MB here)"},

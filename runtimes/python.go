@@ -43,7 +43,7 @@ var Python = &Runtime{
 		return fmt.Sprintf(`DAP (debugpy): attach with "connect" to this address and "pathMappings" with "remoteRoot": %q`, t.Root)
 	},
 	Diagnostics: []Diagnostic{
-		{Kind: DiagnosticThreads, What: "thread dump", Ext: ".txt", Cost: "gdb stops the target while the interpreter writes the dump (≈ 0.15 s; up to 0.5 s the first time)"},
+		{Kind: DiagnosticThreads, What: "thread dump", Ext: ".txt", Cost: "gdb stops the target while the interpreter writes the dump (≈ 0.15 s; up to ≈ 1.3 s the first time, while gdb reads the target's libraries)"},
 		{Kind: DiagnosticRecording, What: "sampling profile", Ext: ".collapsed", Cost: "a thread in the target samples every thread's stack at 100 Hz (gdb stops the target ≈ 0.1 s to start it)"},
 		{Kind: DiagnosticHeap, What: "heap summary", Ext: ".txt", Cost: "gdb stops the target while the interpreter counts the objects its garbage collector tracks (≈ 0.2 s for a small service)"},
 	},

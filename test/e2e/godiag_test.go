@@ -40,7 +40,7 @@ func TestGoDumpAndCoreWhileServing(t *testing.T) {
 	dir := t.TempDir()
 
 	out := runKdap(t, "dump", "pod/shop", "-n", ns, "-o", filepath.Join(dir, "goroutines.txt"))
-	if !regexp.MustCompile(`goroutine dump of pid \d+ \(go1\.\S+\) saved to .*goroutines\.txt .*; the target was stopped \d+ms\)`).MatchString(out) {
+	if !regexp.MustCompile(`goroutine dump of pid \d+ \(go1\.\S+\) saved to .*goroutines\.txt .*; the target was stopped [\d.]+(µs|ms|s)\)`).MatchString(out) {
 		t.Errorf("kdap dump said %q", out)
 	}
 	text, _ := os.ReadFile(filepath.Join(dir, "goroutines.txt"))

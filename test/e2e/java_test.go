@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -236,7 +237,9 @@ func kdapCommand(t *testing.T, args ...string) (string, error) {
 	for name, image := range fixtures.AgentImages {
 		args = append(args, "--image-"+name, image)
 	}
-	cmd := exec.Command(env.kdap, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a hung kdap fails the test, not the run
+	defer cancel()
+	cmd := exec.CommandContext(ctx, env.kdap, args...)
 	cmd.Dir = t.TempDir() // where files without -o land
 	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+env.state)
 	var stdout, stderr bytes.Buffer
