@@ -197,9 +197,9 @@ export function diagnoseArgs(d: DiagnosticInfo, target: Target, config: Partial<
 /** The files a kdap diagnostic command said it saved: the file (or core directory), then a flame graph if any. */
 export function savedFiles(stdout: string): string[] {
   const files: string[] = [];
-  const saved = /saved to (\S+) \(/.exec(stdout);
+  const saved = /saved to (.+?) \([\d.]+ (?:B|KB|MB|GB) in /.exec(stdout); // paths may hold spaces
   if (saved) files.push(saved[1]);
-  const flame = /flame graph: (\S+)/.exec(stdout);
-  if (flame) files.push(flame[1]);
+  const flame = /flame graph: (.+)$/m.exec(stdout);
+  if (flame) files.push(flame[1].trim());
   return files;
 }

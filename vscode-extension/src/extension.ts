@@ -72,6 +72,10 @@ async function diagnose(): Promise<void> {
   const files = savedFiles(stdout);
   void vscode.window.showInformationMessage(lastLine(stdout.split('\n').find((l) => l.includes('saved to')) ?? stdout));
   for (const f of files) {
+    if (!fs.existsSync(f)) {
+      log.warn(`kdap said it saved ${f}, which is not there`);
+      continue;
+    }
     if (fs.statSync(f).isDirectory()) {
       void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(f));
     } else {

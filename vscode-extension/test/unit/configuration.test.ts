@@ -142,4 +142,6 @@ test('the files kdap says it saved are opened: the file, then the flame graph', 
   const out = 'kdap: CPU profile of pid 1 (go1.26) saved to /ws/.kdap/web-recording.pprof (6.1 KB in 2.1s)\nkdap: flame graph: /ws/.kdap/web-recording.svg\n';
   assert.deepEqual(savedFiles(out), ['/ws/.kdap/web-recording.pprof', '/ws/.kdap/web-recording.svg']);
   assert.deepEqual(savedFiles('nothing'), []);
+  const spaced = 'kdap: core dump of pid 1 (go1.26) saved to /Users/me/My Shop/.kdap/web-core-1 (97.0 MB in 1.1s; the target was stopped 57ms)\n';
+  assert.deepEqual(savedFiles(spaced), ['/Users/me/My Shop/.kdap/web-core-1']);
 });
