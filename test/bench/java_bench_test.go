@@ -17,7 +17,6 @@ import (
 
 	godap "github.com/google/go-dap"
 
-	"github.com/kdap/kdap/agent"
 	"github.com/kdap/kdap/agentapi"
 	"github.com/kdap/kdap/dap"
 	"github.com/kdap/kdap/dap/daptest"
@@ -103,44 +102,11 @@ func startJavaTarget(b *testing.B, repo string) javaTarget {
 	return t
 }
 
-// javaThroughKdap runs the agent in-process on the target and a kdap
-// session on it; it returns the IDE's client, attached and configured.
+// javaThroughKdap is a kdap session (with its heartbeats) on an in-process
+// agent for the JVM.
 func javaThroughKdap(b *testing.B, t javaTarget, java, cp string, args json.RawMessage) (*daptest.Client, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- agent.Run(ctx, agent.Config{Listen: "127.0.0.1:0", TTL: time.Hour, PID: t.pid, Runtime: runtimes.Java.Name, Log: io.Discard,
-			Getenv: func(k string) string {
-				return map[string]string{runtimes.JavaBinEnv: java, runtimes.JavaDebugCPEnv: cp}[k]
-			},
-			Ready: func(a string) { ready <- a }})
-	}()
-	var agentAddr string
-	select {
-	case agentAddr = <-ready:
-	case err := <-done:
-		b.Fatal(err)
-	}
-	conn, err := net.Dial("tcp", agentAddr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go func() {
-		ide, err := ln.Accept()
-		ln.Close()
-		if err == nil {
-			hb := dap.Heartbeat{Every: agentapi.HeartbeatInterval, Command: agentapi.HeartbeatCommand}
-			dap.Serve(context.Background(), ide, fixedAttacher{conn: conn, args: args, heartbeat: hb}, dap.Options{})
-		}
-	}()
-	ide, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := configured(b, ide, map[string]any{})
-	return c, func() { ide.Close(); cancel(); <-done }
+	return throughKdap(b, t.pid, runtimes.Java, map[string]string{runtimes.JavaBinEnv: java, runtimes.JavaDebugCPEnv: cp}, args,
+		dap.Heartbeat{Every: agentapi.HeartbeatInterval, Command: agentapi.HeartbeatCommand})
 }
 
 // javaDirect runs the Java debug server with its JDWP socket bridged
@@ -191,15 +157,4 @@ func javaDirect(b *testing.B, t javaTarget, java, cp string, args json.RawMessag
 	}
 	c := configured(b, conn, args)
 	return c, func() { conn.Close(); bridge.Close(); cmd.Process.Kill(); cmd.Wait() }
-}
-
-// configured runs initialize → attach → configurationDone on conn.
-func configured(b *testing.B, conn net.Conn, args any) *daptest.Client {
-	c := daptest.NewClient(conn)
-	c.Timeout = time.Minute
-	c.ExpectResponse(b, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "java", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
-	attach := c.Send("attach", args)
-	c.ExpectEvent(b, "initialized")
-	c.ExpectResponses(b, c.Send("configurationDone", nil), attach)
-	return c
 }

@@ -18,7 +18,6 @@ import (
 
 	godap "github.com/google/go-dap"
 
-	"github.com/kdap/kdap/agent"
 	"github.com/kdap/kdap/dap"
 	"github.com/kdap/kdap/dap/daptest"
 	nodeimage "github.com/kdap/kdap/images/node"
@@ -88,49 +87,11 @@ func startNodeTarget(b *testing.B, node, dir string) nodeTarget {
 	return t
 }
 
-// nodeThroughKdap runs the agent in-process on the target and a kdap
-// session on it; it returns the IDE's client, attached and configured.
+// nodeThroughKdap is a kdap session on an in-process agent for the Node.js
+// target, the IDE's folder being the target's own.
 func nodeThroughKdap(b *testing.B, t nodeTarget, node, server, root string) (*daptest.Client, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- agent.Run(ctx, agent.Config{Listen: "127.0.0.1:0", TTL: time.Hour, PID: t.pid, Runtime: runtimes.Node.Name, Log: io.Discard,
-			Getenv: func(k string) string {
-				return map[string]string{runtimes.NodeBinEnv: node, runtimes.JSDebugEnv: server}[k]
-			},
-			Ready: func(a string) { ready <- a }})
-	}()
-	var agentAddr string
-	select {
-	case agentAddr = <-ready:
-	case err := <-done:
-		b.Fatal(err)
-	}
-	conn, err := net.Dial("tcp", agentAddr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	args, _ := json.Marshal(map[string]any{"localRoot": root, "remoteRoot": root})
-	go func() {
-		ide, err := ln.Accept()
-		ln.Close()
-		if err == nil {
-			dap.Serve(context.Background(), ide, fixedAttacher{conn: conn, args: args}, dap.Options{})
-		}
-	}()
-	ide, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := daptest.NewClient(ide)
-	c.Timeout = time.Minute
-	c.ExpectResponse(b, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
-	attach := c.Send("attach", map[string]any{})
-	c.ExpectEvent(b, "initialized")
-	c.ExpectResponses(b, c.Send("configurationDone", nil), attach)
-	return c, func() { ide.Close(); cancel(); <-done }
+	return throughKdap(b, t.pid, runtimes.Node, map[string]string{runtimes.NodeBinEnv: node, runtimes.JSDebugEnv: server}, args, dap.Heartbeat{})
 }
 
 // nodeDirect opens the target's inspector with SIGUSR1, starts js-debug's

@@ -1,14 +1,21 @@
 package bench
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	godap "github.com/google/go-dap"
 
+	"github.com/kdap/kdap/agent"
+	"github.com/kdap/kdap/dap"
 	"github.com/kdap/kdap/dap/daptest"
+	"github.com/kdap/kdap/runtimes"
 )
 
 // roundTrip is one way to the debugger — kdap's or the direct one — whose
@@ -75,4 +82,56 @@ func printRatios(label, direct string, results map[string]map[string]float64) {
 			fmt.Printf("%s round trip %-10s %s direct %7.3f ms   through kdap %7.3f ms   ratio %.2f\n", label, r, direct, d/1e6, k/1e6, k/d)
 		}
 	}
+}
+
+// throughKdap runs the agent in-process on pid (its driver for rt, with
+// settings) and a kdap session on it that sends the debugger args as its
+// attach; it returns the IDE's client, attached and configured, and the
+// cleanup that ends both.
+func throughKdap(b *testing.B, pid int, rt *runtimes.Runtime, settings map[string]string, args json.RawMessage, hb dap.Heartbeat) (*daptest.Client, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- agent.Run(ctx, agent.Config{Listen: "127.0.0.1:0", TTL: time.Hour, PID: pid, Runtime: rt.Name, Log: io.Discard,
+			Getenv: func(k string) string { return settings[k] }, Ready: func(a string) { ready <- a }})
+	}()
+	var agentAddr string
+	select {
+	case agentAddr = <-ready:
+	case err := <-done:
+		cancel()
+		b.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", agentAddr)
+	if err != nil {
+		cancel()
+		b.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go func() {
+		ide, err := ln.Accept()
+		ln.Close()
+		if err == nil {
+			dap.Serve(context.Background(), ide, fixedAttacher{conn: conn, args: args, heartbeat: hb}, dap.Options{})
+		}
+	}()
+	ide, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		cancel()
+		b.Fatal(err)
+	}
+	c := configured(b, ide, map[string]any{})
+	return c, func() { ide.Close(); cancel(); <-done }
+}
+
+// configured runs initialize → attach → configurationDone on conn.
+func configured(b *testing.B, conn net.Conn, args any) *daptest.Client {
+	c := daptest.NewClient(conn)
+	c.Timeout = time.Minute
+	c.ExpectResponse(b, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
+	attach := c.Send("attach", args)
+	c.ExpectEvent(b, "initialized")
+	c.ExpectResponses(b, c.Send("configurationDone", nil), attach)
+	return c
 }
