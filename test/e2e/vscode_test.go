@@ -211,6 +211,19 @@ func TestVSCodeExtensionInCodeServer(t *testing.T) {
 
 	artifacts := filepath.Join(env.repo, "test", "e2e", "artifacts")
 	os.MkdirAll(artifacts, 0o755)
+	t.Cleanup(func() { // keep the extension's DAP trace of a failed run
+		if !t.Failed() {
+			return
+		}
+		logs, _ := filepath.Glob(filepath.Join(data, "logs", "*", "exthost*", "kdap.kdap", "kdap.log"))
+		for i, p := range logs {
+			if b, err := os.ReadFile(p); err == nil {
+				kept := filepath.Join(artifacts, fmt.Sprintf("vscode-kdap-trace-%d.log", i+1))
+				os.WriteFile(kept, b, 0o644)
+				t.Logf("the extension's DAP trace: %s", kept)
+			}
+		}
+	})
 	shot := filepath.Join(artifacts, "vscode-stopped-at-breakpoint.png")
 	goBP := fmt.Sprintf("test/fixtures/gohttp/main.go:%d", line)
 	goRun := uiRun{config: "kdap: gohttp", breakpoints: []string{goBP}, request: "/hello?name=ui", reply: "hello, ui"}
@@ -354,7 +367,13 @@ func runUI(t *testing.T, url, root, svc, shot string, r uiRun) []string {
 						return
 					default:
 					}
-					replies <- <-getAsync(fmt.Sprintf("http://%s%s%d", svc, r.request, i))
+					u := fmt.Sprintf("http://%s%s%d", svc, r.request, i)
+					sent := time.Now()
+					reply := <-getAsync(u)
+					if d := time.Since(sent); d > 2*time.Second { // the one that stopped, or a slow one
+						t.Logf("%s GET %s answered after %v", sent.UTC().Format("15:04:05.000"), u, d.Round(time.Millisecond))
+					}
+					replies <- reply
 					time.Sleep(300 * time.Millisecond)
 				}
 			}()

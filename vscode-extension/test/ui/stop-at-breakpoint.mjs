@@ -23,7 +23,7 @@ for (let i = 0; i < rest.length; i++) {
   else if (rest[i] === '--pick') [pickNamespace, pickPod] = [rest[++i], rest[++i]];
   else throw new Error(`unknown argument ${rest[i]}`);
 }
-const step = (what) => console.error(`ui: ${what}`);
+const step = (what) => console.error(`ui: ${new Date().toISOString().slice(11, 23)} ${what}`); // UTC, as the agent logs
 const shotFor = (n) => (n === 1 ? screenshot : screenshot.replace(/\.png$/, `-${n}.png`));
 
 const browser = await chromium.launch({
@@ -102,11 +102,20 @@ try {
   // thread shows its frames under the view's header "Paused on breakpoint".)
   const paused = page.getByText(/paused on breakpoint/i);
   const topFrame = page.locator('.monaco-editor .debug-top-stack-frame-line');
+  const callStack = page.locator('.debug-call-stack');
   for (let n = 1; n <= stops; n++) {
-    await paused.first().waitFor({ timeout: 120_000 });
     await topFrame.first().waitFor({ timeout: 120_000 });
+    // The call stack renders only the rows in view: a JVM's stopped thread
+    // comes after a dozen others, so scroll down until its reason shows.
+    for (let i = 0; i < 20 && !(await paused.first().isVisible()); i++) {
+      await callStack.first().hover();
+      await page.mouse.wheel(0, 200);
+      await page.waitForTimeout(250);
+    }
+    await paused.first().waitFor({ timeout: 10_000 });
     await page.waitForTimeout(300); // the editor moves the cursor to the frame
-    const thread = await page.locator('.debug-call-stack .monaco-list-row').first().innerText();
+    const pausedRow = page.locator('.debug-call-stack .monaco-list-row', { hasText: /paused on breakpoint/i });
+    const thread = await ((await pausedRow.count()) ? pausedRow : page.locator('.debug-call-stack .monaco-list-row')).first().innerText();
     const status = await page.locator('.statusbar-item', { hasText: /^Ln \d+, Col \d+/ }).first().innerText();
     const tab = (await page.locator('.tabs-container .tab.active').first().innerText()).replace(/\s+/g, '');
     step(`stop ${n}: call stack: ${thread.replace(/\s+/g, ' ')}; editor: ${tab.trim()}, ${status}`);
