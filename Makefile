@@ -40,7 +40,7 @@ unit: vscode-unit
 
 ## vscode-unit: the VS Code extension's unit tests (configuration resolution, no VS Code)
 vscode-unit:
-	cd vscode-extension && npm ci --no-audit --no-fund && npm run test:unit
+	cd vscode-extension && npm ci --no-audit --no-fund && npm test
 
 ## vsix: build the VS Code extension into vscode-extension/kdap.vsix
 vsix:

@@ -114,6 +114,26 @@ test('package.json: attach schema covers kdap attach arguments; snippets expand 
   }
 });
 
+// What the marketplace shows, and what `vsce package` packs: an icon of
+// 128×128 pixels or more, the repository, a category, the README.
+test('package.json: marketplace metadata is complete and the icon is packed', () => {
+  const root = path.join(__dirname, '../../..');
+  const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+  for (const k of ['name', 'displayName', 'description', 'version', 'publisher', 'license', 'icon', 'homepage']) {
+    assert.ok(pkg[k], `package.json lacks ${k}`);
+  }
+  assert.match(pkg.repository?.url ?? '', /^https:\/\/github\.com\//);
+  assert.ok(pkg.bugs?.url, 'package.json lacks bugs.url');
+  assert.ok(pkg.categories.includes('Debuggers'));
+  assert.equal(pkg.scripts.test, 'npm run test:unit');
+  const png = fs.readFileSync(path.join(root, pkg.icon));
+  assert.equal(png.subarray(1, 4).toString(), 'PNG');
+  const [width, height] = [png.readUInt32BE(16), png.readUInt32BE(20)];
+  assert.ok(width >= 128 && height >= 128, `icon is ${width}×${height}`);
+  const packed = fs.readFileSync(path.join(root, '.vscodeignore'), 'utf8').split('\n');
+  assert.ok(packed.includes(`!${pkg.icon}`), '.vscodeignore leaves the icon out of the .vsix');
+});
+
 // What `kdap runtimes -o json` says of diagnostics (a subset).
 const withDiagnostics: RuntimeInfo[] = [
   { ...runtimes[0], diagnostics: [
