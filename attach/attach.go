@@ -55,6 +55,21 @@ type Endpoint struct {
 	Forward                          *forward.Forward
 	PodUID                           types.UID
 	Client                           kubernetes.Interface // the client it was reached with
+
+	dialer httpstream.Dialer // to the pod's portforward subresource
+	port   int               // the agent's port in the pod
+}
+
+// Reforward replaces a lost forward with a new one to the same debugger
+// container, and reads its status again; no container is added. It fails
+// with an *inject.AgentExitedError once the container has exited.
+func (ep *Endpoint) Reforward(ctx context.Context) error {
+	f, st, err := forwardToAgent(ctx, ep.Client, ep.dialer, ep.Namespace, ep.Pod, ep.Agent, ep.port)
+	if err != nil {
+		return err
+	}
+	ep.Forward, ep.Status = f, st
+	return nil
 }
 
 // Prepare resolves the target, reuses or injects the agent, and forwards
@@ -118,6 +133,7 @@ func Prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 	if err != nil {
 		return nil, err
 	}
+	ep.dialer, ep.port = dialer, opts.Port
 	ep.Forward, ep.Status, err = forwardToAgent(ctx, client, dialer, ns, pod.Name, ep.Agent, opts.Port)
 	var exited *inject.AgentExitedError
 	if ep.Reused && errors.As(err, &exited) {
@@ -305,7 +321,8 @@ func (a *Attacher) Attach(ctx context.Context, raw json.RawMessage, r dap.Report
 		conn.Close()
 	}()
 	return &dap.Debugger{Conn: fc, AttachArguments: debuggerArgs,
-		Heartbeat: dap.Heartbeat{Every: agentapi.HeartbeatInterval, Command: agentapi.HeartbeatCommand}}, nil
+		Heartbeat: dap.Heartbeat{Every: agentapi.HeartbeatInterval, Command: agentapi.HeartbeatCommand},
+		Lost:      func() string { return ep.TargetNote(context.Background()) }}, nil
 }
 
 // Describe is the target process for messages: "Java 17.0.15,

@@ -7,8 +7,14 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kdap/kdap/agentapi"
+	"github.com/kdap/kdap/forward"
+	"github.com/kdap/kdap/inject"
 	"github.com/kdap/kdap/jdwp"
 	"github.com/kdap/kdap/runtimes"
 )
@@ -16,39 +22,52 @@ import (
 // ServeEndpoint serves `kdap attach`'s local endpoint: it accepts clients
 // on ln (IntelliJ, GoLand, jdb, a DAP client) and relays each through the
 // forward to the agent — JDWP with kdap's heartbeats added, anything else
-// byte for byte — until ctx is done or the forward is lost, which it
-// returns as an error. note gets what the user should know of a client
-// (a refused session). Every relay has ended when it returns.
+// byte for byte — until ctx is done. A lost forward ends the sessions
+// relayed through it, and the next client is forwarded anew to the same
+// debugger container: the endpoint stays where the IDE's configuration
+// points. It returns an error once the debugger container has exited.
+// note gets what the user should know (a cut session, a refused one).
+// Every relay has ended, and the last forward is closed, when it returns.
 func ServeEndpoint(ctx context.Context, ep *Endpoint, ln net.Listener, note func(string)) error {
 	rt := runtimes.Lookup(ep.Status.Target.Runtime)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	open := map[net.Conn]bool{}
-	stop := func() {
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-stop:
+		}
 		ln.Close()
 		mu.Lock()
 		for c := range open {
 			c.Close()
 		}
 		mu.Unlock()
-	}
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-ep.Forward.Done():
-		}
-		stop()
 	}()
+	var failed error
 	for {
 		client, err := ln.Accept()
 		if err != nil {
 			break
 		}
+		fwd, err := liveForward(ctx, ep, note)
+		if err != nil {
+			client.Close()
+			var exited *inject.AgentExitedError
+			if errors.As(err, &exited) {
+				failed = fmt.Errorf("%v: run kdap attach again to add a new one", err)
+				break
+			}
+			note(fmt.Sprintf("kdap: cannot forward to the debugger in pod %s/%s for the client from %s: %v", ep.Namespace, ep.Pod, client.RemoteAddr(), err))
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer client.Close()
-			agent, err := net.Dial("tcp", ep.Forward.Addr())
+			agent, err := net.Dial("tcp", fwd.Addr())
 			if err != nil {
 				note(fmt.Sprintf("kdap: cannot reach the debugger through the port-forward: %v", err))
 				return
@@ -56,23 +75,105 @@ func ServeEndpoint(ctx context.Context, ep *Endpoint, ln net.Listener, note func
 			mu.Lock()
 			open[client], open[agent] = true, true
 			mu.Unlock()
+			relayed := make(chan struct{})
+			lost := make(chan struct{})
+			go func() { // a lost forward ends the session it carried
+				select {
+				case <-fwd.Done():
+					client.Close()
+					agent.Close()
+					close(lost)
+				case <-relayed:
+				}
+			}()
 			relay(rt, client, agent, note)
+			close(relayed)
 			mu.Lock()
 			delete(open, client)
 			delete(open, agent)
 			mu.Unlock()
+			select {
+			case <-lost:
+				if ctx.Err() == nil {
+					note(lostNote(ctx, ep, fwd, client.RemoteAddr()))
+				}
+			default:
+			}
 		}()
 	}
+	close(stop)
 	wg.Wait()
+	ep.Forward.Close()
 	if ctx.Err() != nil {
-		return nil // the forward ends with ctx
-	}
-	select {
-	case <-ep.Forward.Done():
-		return fmt.Errorf("lost the port-forward to pod %s/%s: %v; run kdap attach again", ep.Namespace, ep.Pod, ep.Forward.Err())
-	default:
 		return nil
 	}
+	return failed
+}
+
+// liveForward returns the endpoint's forward, forwarding anew if it was
+// lost. Only ServeEndpoint's accept loop calls it.
+func liveForward(ctx context.Context, ep *Endpoint, note func(string)) (*forward.Forward, error) {
+	select {
+	case <-ep.Forward.Done():
+	default:
+		return ep.Forward, nil
+	}
+	note(fmt.Sprintf("kdap: forwarding to debugger container %s in pod %s/%s again", ep.Agent, ep.Namespace, ep.Pod))
+	if err := ep.Reforward(ctx); err != nil {
+		return nil, err
+	}
+	return ep.Forward, nil
+}
+
+// lostNote says that the session from client ended with the forward, and
+// what the cluster shows of the target now.
+func lostNote(ctx context.Context, ep *Endpoint, fwd *forward.Forward, client net.Addr) string {
+	return fmt.Sprintf("kdap: lost the port-forward to pod %s/%s (%v): the session from %s has ended; %s; connect again: the next connection is forwarded anew",
+		ep.Namespace, ep.Pod, fwd.Err(), client, ep.TargetNote(ctx))
+}
+
+// TargetNote says what the cluster shows now of the target container and
+// of the debugger container, for messages after a session: only what the
+// pod's status says.
+func (ep *Endpoint) TargetNote(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	pod, err := ep.Client.CoreV1().Pods(ep.Namespace).Get(ctx, ep.Pod, metav1.GetOptions{})
+	switch {
+	case err != nil:
+		return fmt.Sprintf("the cluster cannot be asked about pod %s/%s now (%v)", ep.Namespace, ep.Pod, err)
+	case pod.UID != ep.PodUID:
+		return fmt.Sprintf("pod %s/%s has been replaced by a new pod of that name", ep.Namespace, ep.Pod)
+	}
+	target := "not reported"
+	for _, st := range pod.Status.ContainerStatuses {
+		if st.Name == ep.Container {
+			target = describeState(st.State)
+		}
+	}
+	agent := "not reported"
+	for _, st := range pod.Status.EphemeralContainerStatuses {
+		if st.Name == ep.Agent {
+			agent = describeState(st.State)
+		}
+	}
+	note := fmt.Sprintf("container %s is %s; debugger container %s is %s", ep.Container, target, ep.Agent, agent)
+	if agent == "running" {
+		note += " (it resumes the target once its last client is gone)"
+	}
+	return note
+}
+
+func describeState(st corev1.ContainerState) string {
+	switch {
+	case st.Running != nil:
+		return "running"
+	case st.Terminated != nil:
+		return fmt.Sprintf("terminated (%s, exit code %d)", st.Terminated.Reason, st.Terminated.ExitCode)
+	case st.Waiting != nil:
+		return "waiting (" + st.Waiting.Reason + ")"
+	}
+	return "not reported"
 }
 
 // relay relays one client to the agent, in the runtime's endpoint protocol.

@@ -33,6 +33,9 @@ type Debugger struct {
 	Conn            io.ReadWriteCloser
 	AttachArguments json.RawMessage // arguments of the attach request sent to it
 	Heartbeat       Heartbeat
+	// Lost, if set, says what is known of the target once the connection
+	// to the debugger is lost (it may ask the cluster); the user is told.
+	Lost func() string
 }
 
 // Heartbeat is a request the session sends the debugger every Every (if
@@ -103,6 +106,7 @@ type session struct {
 	progress         bool            // the client supports progress events
 	attachReq        *Message        // the client's attach request while attaching/handshaking
 	attachArgs       json.RawMessage // what to send to the debugger's attach
+	lostNote         func() string   // what is known of the target after a lost connection
 	attachCancel     context.CancelFunc
 	attachDone       chan attachResult
 	pending          []*Message             // client requests that arrived while handshaking
@@ -290,6 +294,7 @@ func (s *session) attachFinished(res attachResult) {
 	}
 	s.debugger = s.newPeer("debugger", res.dbg.Conn)
 	s.attachArgs = res.dbg.AttachArguments
+	s.lostNote = res.dbg.Lost
 	if hb := res.dbg.Heartbeat; hb.Every > 0 {
 		s.stopHeartbeat()
 		s.heartbeat, s.heartbeatCommand = time.NewTicker(hb.Every), hb.Command
@@ -382,7 +387,11 @@ func (s *session) fromDebugger(in Incoming) (done bool, err error) {
 			return false, nil
 		}
 		s.state = lost
-		s.output("stderr", fmt.Sprintf("kdap: lost the connection to the debugger (%v); the target keeps running\n", in.Err))
+		msg := fmt.Sprintf("kdap: lost the connection to the debugger (%v): this session has ended", in.Err)
+		if s.lostNote != nil {
+			msg += "; " + s.lostNote()
+		}
+		s.output("stderr", msg+"; start a new session to debug again\n")
 		send(s.client, &godap.TerminatedEvent{Event: event("terminated")})
 		return false, nil
 	}

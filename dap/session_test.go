@@ -145,6 +145,7 @@ type attacher struct {
 	debugger  *fakeDebugger
 	args      json.RawMessage // what the client's attach carried
 	heartbeat dap.Heartbeat
+	lost      func() string
 }
 
 func (a *attacher) Attach(ctx context.Context, args json.RawMessage, r dap.Reporter) (*dap.Debugger, error) {
@@ -162,7 +163,7 @@ func (a *attacher) Attach(ctx context.Context, args json.RawMessage, r dap.Repor
 	}
 	kdapSide, debuggerSide := net.Pipe()
 	a.debugger = newFakeDebugger(debuggerSide)
-	return &dap.Debugger{Conn: kdapSide, AttachArguments: json.RawMessage(`{"mode":"remote","translated":true}`), Heartbeat: a.heartbeat}, nil
+	return &dap.Debugger{Conn: kdapSide, AttachArguments: json.RawMessage(`{"mode":"remote","translated":true}`), Heartbeat: a.heartbeat, Lost: a.lost}, nil
 }
 
 // served is the result of one dap.Serve.
@@ -377,14 +378,14 @@ func TestDisconnectMayTerminateWhenAllowed(t *testing.T) {
 }
 
 func TestLostDebuggerTerminatesTheSessionCleanly(t *testing.T) {
-	a := &attacher{}
+	a := &attacher{lost: func() string { return "pod shop/web: container app is running" }}
 	c, done := startSession(t, a, dap.Options{})
 	c.ExpectResponse(t, attach(t, c, false))
 
 	a.debugger.conn.Close()
 	out := c.ExpectEvent(t, "output")
-	if !strings.Contains(string(out.Raw), "lost the connection to the debugger") {
-		t.Errorf("output = %s", out.Raw)
+	if !strings.Contains(string(out.Raw), "lost the connection to the debugger") || !strings.Contains(string(out.Raw), "; pod shop/web: container app is running; start a new session") {
+		t.Errorf("output = %s, want the loss and what the cluster says of the target", out.Raw)
 	}
 	c.ExpectEvent(t, "terminated")
 	seq := c.Send("threads", nil)

@@ -30,7 +30,8 @@ func newAttachCommand() *cobra.Command {
 		Short: "Inject the debugger and forward it to a local port, for clients that connect themselves (GoLand, dlv connect, any DAP client)",
 		Long: `kdap attach injects (or reuses) the debugger for TARGET (pod/NAME, deployment/NAME or a
 pod name) and forwards its port to 127.0.0.1. It prints the endpoint and stays until Ctrl-C;
-the target keeps running afterwards. GoLand: Run → Edit Configurations → Go Remote, host
+the target keeps running afterwards. If the port-forward drops, the session it carried ends
+and the endpoint stays: the next connection is forwarded anew to the same debugger. GoLand: Run → Edit Configurations → Go Remote, host
 127.0.0.1 and the printed port. IntelliJ IDEA (Java): Run → Edit Configurations → Remote JVM
 Debug, "Attach to remote JVM", socket, host 127.0.0.1 and the port (set a fixed one with
 --port). DAP clients: kdap prints how to attach for the target's runtime.`,
@@ -63,7 +64,7 @@ func (o *AttachOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer ep.Forward.Close()
+	defer func() { ep.Forward.Close() }() // the last one: a lost forward is replaced
 	if ep.Status.Unavailable != "" {
 		return errors.New(ep.Status.Unavailable)
 	}
@@ -80,7 +81,7 @@ func (o *AttachOptions) Run(ctx context.Context) error {
 	if err := attach.ServeEndpoint(ctx, ep, ln, func(s string) { fmt.Fprintln(o.Err, s) }); err != nil {
 		return err
 	}
-	fmt.Fprintln(o.Err, "kdap: stopping; the target keeps running")
+	fmt.Fprintln(o.Err, "kdap: stopping; "+ep.TargetNote(ctx))
 	return nil
 }
 

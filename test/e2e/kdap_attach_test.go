@@ -4,12 +4,15 @@ package e2e
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +20,7 @@ import (
 	"github.com/go-delve/delve/service/rpc2"
 	godap "github.com/google/go-dap"
 
+	"github.com/kdap/kdap/dap"
 	"github.com/kdap/kdap/dap/daptest"
 	"github.com/kdap/kdap/test/fixtures"
 )
@@ -121,8 +125,18 @@ func TestKdapAttachPythonWithADAPClient(t *testing.T) {
 // test ends and returns it with the endpoint and the whole line it printed.
 func startKdapAttach(t *testing.T, args ...string) (cmd *exec.Cmd, addr, line string) {
 	t.Helper()
+	return startKdapAttachLogged(t, nil, args...)
+}
+
+// startKdapAttachLogged is startKdapAttach that also keeps what kdap
+// prints on stderr in log.
+func startKdapAttachLogged(t *testing.T, log *stderrLog, args ...string) (cmd *exec.Cmd, addr, line string) {
+	t.Helper()
 	cmd = exec.Command(env.kdap, append(append([]string{"attach"}, args...), "--kubeconfig", env.cluster.Kubeconfig())...)
 	cmd.Stderr = &testWriter{t: t, prefix: "kdap attach: "}
+	if log != nil {
+		cmd.Stderr = io.MultiWriter(cmd.Stderr, log)
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -147,4 +161,155 @@ func startKdapAttach(t *testing.T, args ...string) (cmd *exec.Cmd, addr, line st
 	}
 	_, rest, _ := strings.Cut(line, "kdap: debugger listening at: ")
 	return cmd, strings.Fields(rest)[0], line
+}
+
+// stderrLog keeps what a kdap process prints on stderr.
+type stderrLog struct {
+	mu   sync.Mutex
+	text strings.Builder
+}
+
+func (l *stderrLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.text.Write(p)
+}
+
+// wait waits (within d) until the log holds a line that contains every
+// one of parts, and returns that line.
+func (l *stderrLog) wait(t *testing.T, d time.Duration, parts ...string) string {
+	t.Helper()
+	for deadline := time.Now().Add(d); ; time.Sleep(50 * time.Millisecond) {
+		l.mu.Lock()
+		text := l.text.String()
+		l.mu.Unlock()
+		for _, line := range strings.Split(text, "\n") {
+			found := true
+			for _, p := range parts {
+				found = found && strings.Contains(line, p)
+			}
+			if found {
+				return line
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kdap printed no line with %q within %s", parts, d)
+		}
+	}
+}
+
+// TestKdapAttachHealsALostForward: while a JSON-RPC client (GoLand's
+// path) is stopped at a breakpoint, kdap attach's port-forward is cut (its
+// connections to the API server aborted; the API server untouched). That
+// session ends with kdap saying so and what the pod's status shows, the
+// target runs on, kdap attach stays, and the same endpoint serves the
+// next client at once through the same debugger container.
+func TestKdapAttachHealsALostForward(t *testing.T) {
+	ns := newNamespace(t, nil)
+	createPod(t, ns, "gohttp", fixtures.GoHTTPImage)
+	svc := serviceForward(t, ns, "gohttp")
+	log := &stderrLog{}
+	cmd, addr, _ := startKdapAttachLogged(t, log, "pod/gohttp", "-n", ns, "--image-go", fixtures.GoAgentImage)
+	remote := filepath.Join(env.repo, "test", "fixtures", "gohttp", "main.go")
+	line := lineOf(t, remote, "message := fmt.Sprintf")
+
+	// stopAt connects a client, sets the breakpoint and returns once a
+	// request stops there, with the request's reply to come.
+	stopAt := func(name string) (net.Conn, <-chan string) {
+		t.Helper()
+		start := time.Now()
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := rpc2.NewClientFromConn(conn)
+		if _, err := client.Halt(); err != nil {
+			t.Fatalf("%s: halt through the endpoint: %v", name, err)
+		}
+		t.Logf("%s: connected and halted the target in %s", name, time.Since(start).Round(time.Millisecond))
+		if _, err := client.CreateBreakpoint(&api.Breakpoint{File: remote, Line: line}); err != nil {
+			t.Fatal(err)
+		}
+		states := client.Continue()
+		reply := getAsync(fmt.Sprintf("http://%s/hello?name=%s", svc, name))
+		select {
+		case st := <-states:
+			if st.Err != nil || st.CurrentThread == nil || st.CurrentThread.Line != line {
+				t.Fatalf("%s: state after continue: %+v (err %v)", name, st.CurrentThread, st.Err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: no stop at the breakpoint", name)
+		}
+		return conn, reply
+	}
+
+	conn, reply := stopAt("cut")
+	start := time.Now()
+	cutAPIConnections(t, cmd.Process.Pid)
+	expectReply(t, reply, "hello, cut", 10*time.Second)
+	t.Logf("the target was released %s after the cut", time.Since(start).Round(time.Millisecond))
+	said := log.wait(t, 10*time.Second, "lost the port-forward to pod "+ns+"/gohttp", "the session from", "has ended",
+		"container app is running", "is running (it resumes the target once its last client is gone)", "connect again")
+	t.Logf("kdap said: %s", said)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("the cut session's connection is still open (read: %v)", err)
+	}
+	conn.Close()
+
+	conn, reply = stopAt("healed")
+	log.wait(t, time.Second, "forwarding to debugger container", "in pod "+ns+"/gohttp again")
+	conn.Close()
+	expectReply(t, reply, "hello, healed", 30*time.Second)
+	if n := ephemeralCount(t, ns, "gohttp"); n != 1 {
+		t.Errorf("%d debugger containers, want the first one only", n)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("kdap attach after Ctrl-C: %v", err)
+	}
+	log.wait(t, time.Second, "kdap: stopping; container app is running")
+}
+
+// TestDAPSessionAfterALostForward: kdap dap --listen's port-forward for a
+// session stopped at a breakpoint is cut: the IDE is told the session has
+// ended and what the pod's status shows, the target runs on, and the next
+// session on the same kdap attaches at once through the same debugger
+// container.
+func TestDAPSessionAfterALostForward(t *testing.T) {
+	ns := newNamespace(t, nil)
+	createPod(t, ns, "gohttp", fixtures.GoHTTPImage)
+	svc := serviceForward(t, ns, "gohttp")
+	root, mainGo := localCopy(t)
+	line := lineOf(t, mainGo, "message := fmt.Sprintf")
+	k := startKdap(t)
+
+	c := attachSession(t, k, ns, "pod/gohttp", root, mainGo, line)
+	reply := getAsync(fmt.Sprintf("http://%s/hello?name=cut", svc))
+	expectStop(t, c, mainGo, line)
+	start := time.Now()
+	cutAPIConnections(t, k.cmd.Process.Pid)
+	out := c.Expect(t, "the loss explained", func(m *dap.Message) bool {
+		return m.Type == "event" && m.Event == "output" && strings.Contains(string(m.Raw), "lost the connection to the debugger")
+	})
+	for _, want := range []string{"this session has ended", "container app is running", "is running (it resumes the target once its last client is gone)", "start a new session"} {
+		if !strings.Contains(string(out.Raw), want) {
+			t.Errorf("kdap said %s, want it to say %q", out.Raw, want)
+		}
+	}
+	c.ExpectEvent(t, "terminated")
+	expectReply(t, reply, "hello, cut", 10*time.Second)
+	t.Logf("the target was released %s after the cut", time.Since(start).Round(time.Millisecond))
+	c.Close()
+
+	start = time.Now()
+	c = attachSession(t, k, ns, "pod/gohttp", root, mainGo, line)
+	t.Logf("the next session was attached and configured %s after it asked", time.Since(start).Round(time.Millisecond))
+	reply = getAsync(fmt.Sprintf("http://%s/hello?name=again", svc))
+	expectStop(t, c, mainGo, line)
+	c.ExpectResponse(t, c.Send("disconnect", godap.DisconnectArguments{}))
+	expectReply(t, reply, "hello, again", 10*time.Second)
+	if n := ephemeralCount(t, ns, "gohttp"); n != 1 {
+		t.Errorf("%d debugger containers, want the first one only", n)
+	}
 }
