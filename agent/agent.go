@@ -146,8 +146,7 @@ func inspect(pid int, runtime string) (*runtimes.Runtime, *runtimes.Target, erro
 	var other *runtimes.NotThisRuntimeError
 	if errors.As(err, &other) {
 		if actual, _, derr := runtimes.Detect(pid); derr == nil {
-			return nil, nil, fmt.Errorf("target process %d (%s) is a %s program, not %s: set \"runtime\": %q in the launch configuration",
-				pid, other.Exe, actual.Title, rt.Title, actual.Name)
+			return nil, nil, errors.New(agentapi.WrongRuntime(pid, other.Exe, actual, rt))
 		}
 	}
 	return rt, t, err

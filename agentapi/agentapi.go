@@ -4,6 +4,8 @@
 package agentapi
 
 import (
+	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/kdap/kdap/runtimes"
@@ -61,3 +63,24 @@ const (
 	DiagnosticsPath = "/diagnostics/"
 	PauseHeader     = "Kdap-Pause"
 )
+
+// WrongRuntime is the agent's error for a target of another runtime than
+// the one it was started for: the agent exits with it, and kdap reads it
+// back from the debugger container's termination message
+// (ParseWrongRuntime) to add the right debugger instead.
+func WrongRuntime(pid int, exe string, actual, asked *runtimes.Runtime) string {
+	return fmt.Sprintf("target process %d (%s) is a %s program, not %s: set \"runtime\": %q in the launch configuration",
+		pid, exe, actual.Title, asked.Title, actual.Name)
+}
+
+var wrongRuntime = regexp.MustCompile(`target process \d+ \(.*\) is a .+ program, not .+: set "runtime": "([a-z]+)" in the launch configuration`)
+
+// ParseWrongRuntime returns the runtime a termination message of the
+// agent names as the target's, with the agent's sentence.
+func ParseWrongRuntime(message string) (rt *runtimes.Runtime, said string) {
+	m := wrongRuntime.FindStringSubmatch(message)
+	if m == nil {
+		return nil, ""
+	}
+	return runtimes.Lookup(m[1]), m[0]
+}

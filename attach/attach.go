@@ -24,6 +24,7 @@ import (
 	"github.com/kdap/kdap/agentapi"
 	"github.com/kdap/kdap/dap"
 	"github.com/kdap/kdap/forward"
+	"github.com/kdap/kdap/imageconfig"
 	"github.com/kdap/kdap/inject"
 	"github.com/kdap/kdap/runtimes"
 )
@@ -33,6 +34,8 @@ import (
 type Config struct {
 	Kubeconfig string            // default kubeconfig path ("" = the usual rules)
 	Context    string            // default context
+	As         string            // user to impersonate, as kubectl's --as
+	AsGroups   []string          // groups to impersonate, as kubectl's --as-group
 	Images     map[string]string // debugger image by runtime name (default: the runtime's DefaultImage)
 	AgentTTL   time.Duration     // idle time before an agent exits
 	// Lazy injects agents that attach no debugger until a session asks
@@ -73,8 +76,26 @@ func (ep *Endpoint) Reforward(ctx context.Context) error {
 }
 
 // Prepare resolves the target, reuses or injects the agent, and forwards
-// its port. The caller closes ep.Forward.
+// its port. The caller closes ep.Forward. When the runtime was guessed and
+// the agent finds the target is another runtime's, Prepare says so and
+// adds that runtime's debugger instead, once.
 func Prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint, error) {
+	ep, err := prepare(ctx, cfg, args, r)
+	var exited *inject.AgentExitedError
+	if err == nil || runtimes.Lookup(args.Runtime) != nil || !errors.As(err, &exited) {
+		return ep, err
+	}
+	actual, said := agentapi.ParseWrongRuntime(exited.Message)
+	if actual == nil {
+		return nil, err
+	}
+	r.Output(fmt.Sprintf("kdap: debugger container %s found that %s; adding the %s debugger instead (%s stays in the pod's list of ephemeral containers, exited: Kubernetes cannot remove them)",
+		exited.Name, strings.TrimSuffix(said, ` in the launch configuration`)+" to skip the guess", actual.Title, exited.Name))
+	args.Runtime = actual.Name
+	return prepare(ctx, cfg, args, r)
+}
+
+func prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint, error) {
 	restCfg, ns, err := clientConfig(cfg, args)
 	if err != nil {
 		return nil, err
@@ -92,7 +113,7 @@ func Prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 	if err != nil {
 		return nil, err
 	}
-	rt := chooseRuntime(args.Runtime, pod, container, r)
+	rt := chooseRuntime(ctx, client, args.Runtime, pod, container, r)
 	image := firstNonEmpty(args.Image, cfg.Images[rt.Name], rt.DefaultImage())
 	ttl := cfg.AgentTTL
 	if args.AgentTTL != "" {
@@ -139,7 +160,7 @@ func Prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 	if ep.Reused && errors.As(err, &exited) {
 		// It reached its idle TTL between being found and being reached.
 		r.Output(fmt.Sprintf("kdap: debugger container %s has just exited; starting a new one", ep.Agent))
-		return Prepare(ctx, cfg, args, r)
+		return prepare(ctx, cfg, args, r)
 	}
 	if err != nil {
 		return nil, err
@@ -148,19 +169,63 @@ func Prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 }
 
 // chooseRuntime is the runtime asked for, or for "auto" the one the
-// container's image and command suggest (the agent checks the process).
-func chooseRuntime(name string, pod *corev1.Pod, container string, r Reporter) *runtimes.Runtime {
+// container's command, image configuration and image name suggest (the
+// agent checks the process). When the pod spec does not say what the
+// container runs, its image's configuration does: kdap reads it from the
+// registry, and falls back to the pod spec when it cannot.
+func chooseRuntime(ctx context.Context, client kubernetes.Interface, name string, pod *corev1.Pod, container string, r Reporter) *runtimes.Runtime {
 	if rt := runtimes.Lookup(name); rt != nil {
 		return rt
 	}
 	for _, c := range pod.Spec.Containers {
-		if c.Name == container {
-			rt := runtimes.Guess(c.Image, append(append([]string(nil), c.Command...), c.Args...))
-			r.Output(fmt.Sprintf("kdap: debugging container %s as %s (guessed from its image and command; set \"runtime\" to choose)", container, rt.Title))
-			return rt
+		if c.Name != container {
+			continue
 		}
+		e := runtimes.Evidence{Image: c.Image, Command: append(append([]string(nil), c.Command...), c.Args...)}
+		if len(c.Command) == 0 {
+			ref := runningImage(pod, c)
+			r.Progress("reading the configuration of image " + ref)
+			if img, err := readImageConfig(ctx, client, pod, ref); err != nil {
+				r.Output(fmt.Sprintf("kdap: cannot read the configuration of image %s (%v): guessing the runtime from the pod spec", ref, err))
+			} else {
+				e.Command, e.Env = img.Command(c.Command, c.Args), img.Env
+			}
+		}
+		rt, why := runtimes.Guess(e)
+		r.Output(fmt.Sprintf("kdap: debugging container %s as %s (guessed: %s; set \"runtime\" to choose)", container, rt.Title, why))
+		return rt
 	}
 	return runtimes.Go
+}
+
+// runningImage is the image the container runs: the digest the kubelet
+// reports, when it names a repository, else the pod spec's reference.
+func runningImage(pod *corev1.Pod, c corev1.Container) string {
+	for _, st := range pod.Status.ContainerStatuses {
+		if st.Name == c.Name && strings.Contains(st.ImageID, "@sha256:") && !strings.HasPrefix(st.ImageID, "sha256:") {
+			return strings.TrimPrefix(st.ImageID, "docker-pullable://")
+		}
+	}
+	return c.Image
+}
+
+// readImageConfig reads the image's configuration with the pod's image
+// pull secrets (those kdap may read) for the node's architecture, within
+// 10 s.
+func readImageConfig(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, ref string) (*imageconfig.Config, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var secrets [][]byte
+	for _, s := range pod.Spec.ImagePullSecrets {
+		if sec, err := client.CoreV1().Secrets(pod.Namespace).Get(ctx, s.Name, metav1.GetOptions{}); err == nil {
+			secrets = append(secrets, sec.Data[corev1.DockerConfigJsonKey])
+		}
+	}
+	arch := "amd64" // the node's, if kdap may read it
+	if node, err := client.CoreV1().Nodes().Get(ctx, pod.Spec.NodeName, metav1.GetOptions{}); err == nil && node.Status.NodeInfo.Architecture != "" {
+		arch = node.Status.NodeInfo.Architecture
+	}
+	return imageconfig.Read(ctx, ref, arch, secrets)
 }
 
 // forwardToAgent forwards the agent's port and reads its status. The agent
@@ -227,6 +292,7 @@ func clientConfig(cfg Config, args Args) (*rest.Config, string, error) {
 		rules.ExplicitPath = k
 	}
 	overrides := &clientcmd.ConfigOverrides{CurrentContext: firstNonEmpty(args.Context, cfg.Context)}
+	overrides.AuthInfo.Impersonate, overrides.AuthInfo.ImpersonateGroups = cfg.As, cfg.AsGroups
 	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
 	restCfg, err := loader.ClientConfig()
 	if err != nil {

@@ -92,12 +92,16 @@ func ServeEndpoint(ctx context.Context, ep *Endpoint, ln net.Listener, note func
 			delete(open, client)
 			delete(open, agent)
 			mu.Unlock()
-			select {
+			select { // the relay may see the cut before the forward does
 			case <-lost:
-				if ctx.Err() == nil {
-					note(lostNote(ctx, ep, fwd, client.RemoteAddr()))
-				}
-			default:
+			case <-fwd.Done():
+			case <-ctx.Done():
+				return
+			case <-time.After(2 * time.Second):
+				return // the client left; the forward stays
+			}
+			if ctx.Err() == nil && fwd.Err() != nil { // not closed by kdap
+				note(lostNote(ctx, ep, fwd, client.RemoteAddr()))
 			}
 		}()
 	}

@@ -44,7 +44,7 @@ func ListTargets(ctx context.Context, cfg Config, namespace string) ([]Target, e
 		}
 		def, _ := pickContainer(&p, "")
 		for _, c := range p.Spec.Containers {
-			rt := runtimes.Guess(c.Image, append(append([]string(nil), c.Command...), c.Args...))
+			rt, _ := runtimes.Guess(runtimes.Evidence{Image: c.Image, Command: append(append([]string(nil), c.Command...), c.Args...)})
 			out = append(out, Target{Namespace: p.Namespace, Pod: p.Name, Container: c.Name, Image: c.Image, Runtime: rt.Name, Default: c.Name == def})
 		}
 	}
@@ -58,5 +58,57 @@ func ListTargets(ctx context.Context, cfg Config, namespace string) ([]Target, e
 		}
 		return a.Container < b.Container
 	})
+	return out, nil
+}
+
+// TargetNames lists what a TARGET argument may name in namespace, for
+// shell completion: pod/NAME for each Running pod, deployment/NAME for
+// each deployment.
+func TargetNames(ctx context.Context, cfg Config, namespace string) ([]string, error) {
+	restCfg, ns, err := clientConfig(cfg, Args{Namespace: namespace})
+	if err != nil {
+		return nil, err
+	}
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, err
+	}
+	pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodRunning {
+			out = append(out, "pod/"+p.Name)
+		}
+	}
+	if deps, err := client.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, d := range deps.Items {
+			out = append(out, "deployment/"+d.Name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// NamespaceNames lists the cluster's namespaces, for shell completion.
+func NamespaceNames(ctx context.Context, cfg Config) ([]string, error) {
+	restCfg, _, err := clientConfig(cfg, Args{})
+	if err != nil {
+		return nil, err
+	}
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, err
+	}
+	list, err := client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range list.Items {
+		out = append(out, n.Name)
+	}
 	return out, nil
 }

@@ -22,6 +22,7 @@ var Go = &Runtime{
 	Extensions: []string{".go"},
 	Languages:  []string{"go"},
 	Hints:      []string{"go", "golang"},
+	EnvHints:   []string{"GOLANG_VERSION"},
 	Access:     AccessPtrace,
 	MappingArgs: []Arg{{Name: "substitutePath", Description: "Go: explicit path mapping, wins over the automatic one.",
 		Schema: map[string]any{"type": "array", "items": map[string]any{

@@ -31,6 +31,7 @@ var Java = &Runtime{
 	Extensions: javaExtensions,
 	Languages:  []string{"java"},
 	Hints:      []string{"java", "jdk", "jre", "openjdk", "temurin", "corretto", "zulu", "jvm", "spring", "tomcat", "jetty", "quarkus", "gradle", "maven"},
+	EnvHints:   []string{"JAVA_HOME", "JAVA_VERSION", "JDK_VERSION", "JRE_VERSION"},
 	Access:     AccessAttachSocket,
 	MappingArgs: []Arg{{Name: "sourcePaths", Description: "Java: the folders that hold your package directories (…/src/main/java); win over the ones kdap finds under localRoot.",
 		Schema: map[string]any{"type": "array", "items": map[string]any{"type": "string"}}}},

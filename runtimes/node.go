@@ -30,6 +30,7 @@ var Node = &Runtime{
 	Extensions: nodeExtensions,
 	Languages:  []string{"javascript", "typescript", "javascriptreact", "typescriptreact"},
 	Hints:      []string{"node", "nodejs", "npm", "npx", "yarn", "pnpm", "ts-node"},
+	EnvHints:   []string{"NODE_VERSION", "YARN_VERSION"},
 	Access:     AccessSignal,
 	MappingArgs: []Arg{{Name: "remoteRoot", Description: "Node.js: the folder in the container that localRoot corresponds to; wins over the automatic mapping.",
 		Schema: map[string]any{"type": "string"}}},

@@ -27,6 +27,7 @@ var Python = &Runtime{
 	Extensions: []string{".py"},
 	Languages:  []string{"python"},
 	Hints:      []string{"python", "py", "gunicorn", "uvicorn", "celery", "django", "flask", "fastapi"},
+	EnvHints:   []string{"PYTHON_VERSION", "PYTHON_SHA256"},
 	Access:     AccessPtrace,
 	MappingArgs: []Arg{{Name: "pathMappings", Description: "Python: explicit path mapping, wins over the automatic one.",
 		Schema: map[string]any{"type": "array", "items": map[string]any{

@@ -155,19 +155,24 @@ func TestPythonVersionSupported(t *testing.T) {
 
 func TestGuess(t *testing.T) {
 	for _, tc := range []struct {
-		image   string
-		command []string
-		want    string
+		e          Evidence
+		want, says string
 	}{
-		{"python:3.11-slim", nil, "python"},
-		{"registry.example.com/shop/web:1.2", []string{"/usr/bin/python3.11", "/app/server.py"}, "python"},
-		{"example.com/api@sha256:abc", []string{"gunicorn", "app:app"}, "python"},
-		{"kdap.test/pyhttp:e2e", nil, "go"}, // "pyhttp" is not a hint word: the agent will say
-		{"gcr.io/distroless/static", []string{"/server"}, "go"},
-		{"registry:5000/typo:1", nil, "go"},
+		{Evidence{Image: "python:3.11-slim"}, "python", "its image is named python"},
+		{Evidence{Image: "registry.example.com/shop/web:1.2", Command: []string{"/usr/bin/python3.11", "/app/server.py"}}, "python", "its command runs python3.11"},
+		{Evidence{Image: "example.com/api@sha256:abc", Command: []string{"gunicorn", "app:app"}}, "python", "its command runs gunicorn"},
+		{Evidence{Image: "kdap.test/pyhttp:e2e"}, "go", "nothing names another runtime"}, // "pyhttp" is not a hint word: the agent will say
+		{Evidence{Image: "gcr.io/distroless/static", Command: []string{"/server"}}, "go", "nothing names another runtime"},
+		{Evidence{Image: "registry:5000/typo:1"}, "go", "nothing names another runtime"},
+		// The command decides before the image's name, the environment
+		// before the name too.
+		{Evidence{Image: "shop/go-gateway:1", Command: []string{"node", "server.js"}}, "node", "its command runs node"},
+		{Evidence{Image: "shop/api:1", Command: []string{"/app/run"}, Env: []string{"PATH=/usr/bin", "JAVA_HOME=/opt/java"}}, "java", "its image sets JAVA_HOME"},
+		{Evidence{Image: "shop/go-api:1", Env: []string{"PYTHON_VERSION=3.12.1"}}, "python", "its image sets PYTHON_VERSION"},
 	} {
-		if got := Guess(tc.image, tc.command); got.Name != tc.want {
-			t.Errorf("Guess(%q, %q) = %s, want %s", tc.image, tc.command, got.Name, tc.want)
+		got, says := Guess(tc.e)
+		if got.Name != tc.want || says != tc.says {
+			t.Errorf("Guess(%+v) = %s (%s), want %s (%s)", tc.e, got.Name, says, tc.want, tc.says)
 		}
 	}
 }

@@ -35,6 +35,10 @@ type Runtime struct {
 	// Hints are words that, found in a container's image name or command,
 	// make "runtime": "auto" pick this runtime (see Guess).
 	Hints []string
+	// EnvHints are environment variables the runtime's official images
+	// set (PYTHON_VERSION): found in an image's configuration, they make
+	// "auto" pick this runtime when the command names none.
+	EnvHints []string
 	// Access is what the debugger needs from the pod to reach the target.
 	Access Access
 	// MappingArgs are the attach arguments, as the debugger names them, that
@@ -200,33 +204,60 @@ func Names() []string {
 	return out
 }
 
-// Guess picks the runtime for "auto" before anything runs in the pod, from
-// the target container's image and command: the first runtime with a hint
-// among the image's repository name and the command's base names, else Go
-// (compiled programs rarely say what they were written in). The agent
-// checks the process itself and says which runtime to set if this is wrong.
-func Guess(image string, command []string) *Runtime {
-	repo := image
+// Evidence is what is known of a container before anything runs in its
+// pod: its image reference, the command it runs (the pod's, or its
+// image's entrypoint and command) and its image's environment.
+type Evidence struct {
+	Image   string
+	Command []string
+	Env     []string // NAME=VALUE, from the image's configuration
+}
+
+// Guess picks the runtime for "auto" from the evidence: the first runtime
+// with a hint among the command's base names, else among the environment
+// variable names its official images set, else among the words of the
+// image's repository name; else Go (compiled programs rarely say what they
+// were written in). It says which evidence decided. The agent checks the
+// process itself and names the runtime to use if this is wrong.
+func Guess(e Evidence) (*Runtime, string) {
+	var command, env []string
+	for _, c := range e.Command {
+		command = append(command, strings.ToLower(filepath.Base(c)))
+	}
+	for _, kv := range e.Env {
+		name, _, _ := strings.Cut(kv, "=")
+		env = append(env, name)
+	}
+	repo := e.Image
 	if i := strings.LastIndexByte(repo, '@'); i >= 0 {
 		repo = repo[:i]
 	}
 	if i := strings.LastIndexByte(repo, ':'); i > strings.LastIndexByte(repo, '/') {
 		repo = repo[:i]
 	}
-	words := strings.FieldsFunc(strings.ToLower(repo), func(c rune) bool { return c == '/' || c == '-' || c == '_' || c == '.' })
-	for _, c := range command {
-		words = append(words, strings.ToLower(filepath.Base(c)))
-	}
-	for _, r := range All {
-		for _, w := range words {
-			for _, h := range r.Hints {
-				if w == h || (strings.HasPrefix(w, h) && strings.Trim(w[len(h):], "0123456789.") == "") {
-					return r
+	image := strings.FieldsFunc(strings.ToLower(repo), func(c rune) bool { return c == '/' || c == '-' || c == '_' || c == '.' })
+	hinted := func(words []string, hints func(*Runtime) []string, prefix bool) (*Runtime, string) {
+		for _, r := range All {
+			for _, w := range words {
+				for _, h := range hints(r) {
+					if w == h || (prefix && strings.HasPrefix(w, h) && strings.Trim(w[len(h):], "0123456789.") == "") {
+						return r, w
+					}
 				}
 			}
 		}
+		return nil, ""
 	}
-	return Go
+	if r, w := hinted(command, func(r *Runtime) []string { return r.Hints }, true); r != nil {
+		return r, fmt.Sprintf("its command runs %s", w)
+	}
+	if r, w := hinted(env, func(r *Runtime) []string { return r.EnvHints }, false); r != nil {
+		return r, fmt.Sprintf("its image sets %s", w)
+	}
+	if r, w := hinted(image, func(r *Runtime) []string { return r.Hints }, true); r != nil {
+		return r, fmt.Sprintf("its image is named %s", w)
+	}
+	return Go, "nothing names another runtime"
 }
 
 // Detect inspects pid with every runtime and returns the first that

@@ -9,7 +9,10 @@
 # (javac, jlink, jdb, jfr) and the Gson and Commons Lang jars for the Java
 # images and tests (images/java, test/fixtures); for the VS Code
 # extension Node.js and npm, the headers code-server's native modules build
-# against, and Chromium for the real-VS-Code test.
+# against, and Chromium for the real-VS-Code test. Debian's docker-registry
+# (CNCF distribution) for the e2e tests' real registry is unpacked, not
+# installed, into ~/.cache/kdap/docker-registry: installing would start it
+# as a system service listening on every address.
 set -euo pipefail
 missing=""
 for cmd in gcc:gcc gdb:gdb debootstrap:debootstrap python3:python3 node:nodejs npm:npm ss:iproute2 chromium:chromium; do
@@ -28,4 +31,13 @@ if [ -n "$missing" ]; then
   fi
   echo "install-deps: apt-get install$missing" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
+fi
+
+registry="${HOME}/.cache/kdap/docker-registry"
+if [ ! -x "$registry/usr/bin/docker-registry" ]; then
+  echo "install-deps: unpacking Debian's docker-registry into $registry" >&2
+  tmp=$(mktemp -d)
+  (cd "$tmp" && chmod 777 . && { apt-get download -qq docker-registry 2>/dev/null || { apt-get update -qq && apt-get download -qq docker-registry; }; })
+  mkdir -p "$registry.tmp" && dpkg-deb -x "$tmp"/docker-registry_*.deb "$registry.tmp"
+  rm -rf "$tmp" "$registry" && mv "$registry.tmp" "$registry"
 fi

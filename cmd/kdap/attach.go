@@ -46,6 +46,7 @@ Debug, "Attach to remote JVM", socket, host 127.0.0.1 and the port (set a fixed 
 	cmd.Flags().StringVarP(&o.Args.Container, "container", "c", "", "target container (default: the pod's default container)")
 	cmd.Flags().StringVar(&o.Args.Runtime, "runtime", "auto", "runtime of the target: auto (guessed from the container's image and command) or one of "+strings.Join(runtimes.Names(), ", "))
 	cmd.Flags().StringVar(&o.Args.Image, "image", "", "debugger image (overrides the --image-RUNTIME flags)")
+	completeTargets(cmd, &o.clusterFlags, &o.Args.Namespace)
 	cmd.Flags().IntVar(&o.Port, "port", 0, "local port of the endpoint, e.g. 5005 for an IDE configuration that keeps its port (default: any free port)")
 	return cmd
 }

@@ -20,6 +20,8 @@ import (
 // clusterFlags are the flags every command that talks to a cluster has.
 type clusterFlags struct {
 	kubeconfig, context string
+	as                  string
+	asGroups            []string
 	images              map[string]*string // by runtime name: --image-NAME
 	agentTTL            time.Duration
 }
@@ -27,6 +29,8 @@ type clusterFlags struct {
 func (f *clusterFlags) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config); a launch configuration's \"kubeconfig\" wins")
 	cmd.Flags().StringVar(&f.context, "context", "", "kubeconfig context (a launch configuration's \"context\" wins)")
+	cmd.Flags().StringVar(&f.as, "as", "", "user to impersonate, as with kubectl --as")
+	cmd.Flags().StringArrayVar(&f.asGroups, "as-group", nil, "group to impersonate, as with kubectl --as-group; repeatable")
 	f.images = map[string]*string{}
 	for _, rt := range runtimes.All {
 		f.images[rt.Name] = cmd.Flags().String(rt.ImageFlag(), envOr(rt.ImageEnv(), rt.DefaultImage()),
@@ -40,7 +44,7 @@ func (f *clusterFlags) config() attach.Config {
 	for name, image := range f.images {
 		images[name] = *image
 	}
-	return attach.Config{Kubeconfig: f.kubeconfig, Context: f.context, Images: images, AgentTTL: f.agentTTL}
+	return attach.Config{Kubeconfig: f.kubeconfig, Context: f.context, As: f.as, AsGroups: f.asGroups, Images: images, AgentTTL: f.agentTTL}
 }
 
 // DAPOptions are the options of `kdap dap`.

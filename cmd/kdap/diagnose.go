@@ -79,6 +79,7 @@ func newDiagnoseCommand(kind, use, short, long string) *cobra.Command {
 	cmd.Flags().StringVarP(&o.Args.Container, "container", "c", "", "target container (default: the pod's default container)")
 	cmd.Flags().StringVar(&o.Args.Runtime, "runtime", "auto", "runtime of the target: auto or one of "+strings.Join(names(runtimes.WithDiagnostic(kind)), ", "))
 	cmd.Flags().StringVar(&o.Args.Image, "image", "", "debugger image (overrides the --image-RUNTIME flags)")
+	completeTargets(cmd, &o.clusterFlags, &o.Args.Namespace)
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", fmt.Sprintf("file to write (default: POD-%s-TIME)", kind))
 	if kind == runtimes.DiagnosticThreads || kind == runtimes.DiagnosticHeap {
 		cmd.Flags().BoolVar(&o.Redact, "redact", false, "mask secrets in a text dump before it is written: values after keys like password, token or api_key, bearer credentials, JWTs, AWS key ids, private keys")

@@ -21,7 +21,11 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := newRootCommand().ExecuteContext(ctx); err != nil {
+	root := newRootCommand()
+	if completing(os.Args[0]) { // kubectl runs kubectl_complete-kdap ARGS… to complete `kubectl kdap ARGS…`
+		root.SetArgs(append([]string{cobra.ShellCompRequestCmd}, os.Args[1:]...))
+	}
+	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "kdap:", err)
 		os.Exit(1)
 	}
@@ -37,6 +41,9 @@ func newRootCommand() *cobra.Command {
 		PersistentPreRunE: func(*cobra.Command, []string) error {
 			return routeClientGoLogs(logFile)
 		},
+	}
+	if name := pluginDisplayName(os.Args[0]); name != "" {
+		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: name}
 	}
 	root.PersistentFlags().StringVar(&logFile, "log", "", "write client-go's internal log (port-forward retries, API warnings) to this file; off by default")
 	root.AddCommand(newDAPCommand(), newAttachCommand(), newTargetsCommand(), newRuntimesCommand(), newVersionCommand())

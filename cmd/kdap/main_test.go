@@ -70,3 +70,42 @@ func TestDAPListenOnlyOnLoopback(t *testing.T) {
 		}
 	}
 }
+
+// As a kubectl plugin (kubectl-kdap on PATH, kubectl_complete-kdap for
+// completion), kdap's help says "kubectl kdap".
+func TestKubectlPluginHelpSaysKubectlKdap(t *testing.T) {
+	for argv0, want := range map[string]string{
+		"/usr/local/bin/kubectl-kdap":          "kubectl kdap attach TARGET",
+		"/usr/local/bin/kubectl_complete-kdap": "kubectl kdap attach TARGET",
+		`C:\bin\kubectl-kdap.exe`:              "kubectl kdap attach TARGET",
+		"/usr/local/bin/kdap":                  "kdap attach TARGET",
+	} {
+		saved := os.Args[0]
+		os.Args[0] = argv0
+		var out bytes.Buffer
+		cmd := newRootCommand()
+		os.Args[0] = saved
+		cmd.SetOut(&out)
+		cmd.SetArgs([]string{"attach", "--help"})
+		if err := cmd.Execute(); err != nil {
+			t.Fatal(err)
+		}
+		if usage, _, _ := strings.Cut(strings.SplitN(out.String(), "Usage:\n", 2)[1], "\n"); strings.TrimSpace(usage) != want+" [flags]" {
+			t.Errorf("as %s, help says:\n%s\nwant usage %q", argv0, out.String(), want)
+		}
+	}
+}
+
+// kubectl asks kubectl_complete-kdap to complete `kubectl kdap …`.
+func TestCompletingOnlyAsKubectlComplete(t *testing.T) {
+	for argv0, want := range map[string]bool{
+		"/usr/local/bin/kubectl_complete-kdap": true,
+		`C:\bin\kubectl_complete-kdap.exe`:     true,
+		"/usr/local/bin/kubectl-kdap":          false,
+		"kdap":                                 false,
+	} {
+		if got := completing(argv0); got != want {
+			t.Errorf("completing(%q) = %v, want %v", argv0, got, want)
+		}
+	}
+}

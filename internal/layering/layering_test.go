@@ -13,7 +13,8 @@ func TestDependenciesPointOneWay(t *testing.T) {
 		pkg       string
 		forbidden []string
 	}{
-		{"github.com/kdap/kdap/cmd/kdap-agent", []string{"k8s.io/client-go", "github.com/spf13/cobra"}},
+		{"github.com/kdap/kdap/cmd/kdap-agent", []string{"k8s.io/client-go", "github.com/spf13/cobra", "github.com/google/go-containerregistry"}},
+		{"github.com/kdap/kdap/imageconfig", []string{"k8s.io/", "github.com/kdap/kdap/attach", "github.com/kdap/kdap/dap", "github.com/spf13/cobra"}},
 		{"github.com/kdap/kdap/dap", []string{"k8s.io/", "github.com/spf13/cobra"}},
 		{"github.com/kdap/kdap/inject", []string{"github.com/google/go-dap", "github.com/kdap/kdap/dap", "github.com/spf13/cobra"}},
 		{"github.com/kdap/kdap/forward", []string{"github.com/google/go-dap", "github.com/kdap/kdap/dap", "github.com/spf13/cobra"}},

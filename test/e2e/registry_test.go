@@ -1,0 +1,95 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// registry is Debian's docker-registry (CNCF distribution) serving on a
+// loopback port for one test, its storage in the test's temporary
+// directory. The test node's containerd pulls from it over plain HTTP, as
+// it does from any loopback registry.
+type registry struct {
+	Host string // 127.0.0.1:PORT
+	cmd  *exec.Cmd
+}
+
+// registryBinary is where test/install-deps.sh unpacks Debian's package.
+func registryBinary(t *testing.T) string {
+	home, _ := os.UserHomeDir()
+	bin := filepath.Join(home, ".cache", "kdap", "docker-registry", "usr", "bin", "docker-registry")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("no docker-registry at %s: run test/install-deps.sh (it unpacks Debian's docker-registry there)", bin)
+	}
+	return bin
+}
+
+// startRegistry runs a registry until the test ends (or Stop).
+func startRegistry(t *testing.T) *registry {
+	t.Helper()
+	dir := t.TempDir()
+	r := &registry{Host: fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))}
+	config := filepath.Join(dir, "config.yml")
+	os.WriteFile(config, []byte(fmt.Sprintf(`version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: %s
+http:
+  addr: %s
+`, filepath.Join(dir, "storage"), r.Host)), 0o644)
+	r.cmd = exec.Command(registryBinary(t), "serve", config)
+	r.cmd.Stdout, r.cmd.Stderr = &testWriter{t: t, prefix: "registry: "}, &testWriter{t: t, prefix: "registry: "}
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Stop)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get("http://" + r.Host + "/v2/"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return r
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("docker-registry did not answer at %s within 30 s", r.Host)
+		}
+	}
+}
+
+// Stop ends the registry (the images pulled stay on the node).
+func (r *registry) Stop() {
+	if r.cmd.ProcessState == nil {
+		r.cmd.Process.Kill()
+		r.cmd.Wait()
+	}
+}
+
+// pushTarball pushes the docker-archive tarball's image as ref.
+func (r *registry) pushTarball(t *testing.T, tar, ref string) {
+	t.Helper()
+	img, err := tarball.ImageFromPath(tar, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(dst, img, remote.WithContext(context.Background())); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+}
