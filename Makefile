@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build demo test deps unit vscode-unit vsix e2e bench lint generate cluster-up cluster-down e2e-clean clean
+.PHONY: all build demo test deps unit vscode-unit vsix e2e bench lint generate images release release-check cluster-up cluster-down e2e-clean clean
 
 all: build
 
@@ -18,11 +18,30 @@ demo: build
 
 ## test: everything CI runs — lint, unit tests, e2e tests on the local
 ## cluster, and the benchmarks (figures printed, nothing asserted on time)
-test: deps lint unit e2e bench
+test: deps lint unit release-check e2e bench
 
 ## deps: the Debian packages the tests need (installed if missing; root)
 deps:
 	bash test/install-deps.sh
+
+## images: build kdap's debugger images (no Docker needed) and push them to
+## REPOSITORY with your registry credentials, e.g.
+## make images REPOSITORY=registry.example.com/kdap [TAG=v1.2.3]; then run kdap
+## with --image-repository REPOSITORY (or KDAP_IMAGE_REPOSITORY)
+images: deps
+	@test -n "$(REPOSITORY)" || { echo "make images REPOSITORY=registry.example.com/kdap [TAG=...]"; exit 2; }
+	$(GO) run ./images/publish $(if $(TAG),--tag $(TAG)) $(REPOSITORY)
+
+## release: what a release publishes (make release VERSION=v1.2.3): kdap for
+## linux/darwin/windows × amd64/arm64 with checksums, the .vsix and the krew
+## manifest, in dist/ (the release workflow runs it, then make images)
+release:
+	@test -n "$(VERSION)" || { echo "make release VERSION=v1.2.3"; exit 2; }
+	bash release/build.sh $(VERSION) dist
+
+## release-check: the release's build part, dry, checked (release/check.sh)
+release-check:
+	bash release/check.sh
 
 ## generate: rewrite what vscode-extension/package.json says about runtimes
 ## from the runtime registry (a unit test fails when it is stale)

@@ -25,11 +25,7 @@ type Target struct {
 // ListTargets lists the containers of Running pods in namespace (every
 // namespace when it is empty), sorted by namespace, pod and container.
 func ListTargets(ctx context.Context, cfg Config, namespace string) ([]Target, error) {
-	restCfg, _, err := clientConfig(cfg, Args{})
-	if err != nil {
-		return nil, err
-	}
-	client, err := kubernetes.NewForConfig(restCfg)
+	client, _, err := newClient(cfg, Args{})
 	if err != nil {
 		return nil, err
 	}
@@ -65,11 +61,7 @@ func ListTargets(ctx context.Context, cfg Config, namespace string) ([]Target, e
 // shell completion: pod/NAME for each Running pod, deployment/NAME for
 // each deployment.
 func TargetNames(ctx context.Context, cfg Config, namespace string) ([]string, error) {
-	restCfg, ns, err := clientConfig(cfg, Args{Namespace: namespace})
-	if err != nil {
-		return nil, err
-	}
-	client, err := kubernetes.NewForConfig(restCfg)
+	client, ns, err := newClient(cfg, Args{Namespace: namespace})
 	if err != nil {
 		return nil, err
 	}
@@ -94,11 +86,7 @@ func TargetNames(ctx context.Context, cfg Config, namespace string) ([]string, e
 
 // NamespaceNames lists the cluster's namespaces, for shell completion.
 func NamespaceNames(ctx context.Context, cfg Config) ([]string, error) {
-	restCfg, _, err := clientConfig(cfg, Args{})
-	if err != nil {
-		return nil, err
-	}
-	client, err := kubernetes.NewForConfig(restCfg)
+	client, _, err := newClient(cfg, Args{})
 	if err != nil {
 		return nil, err
 	}
@@ -111,4 +99,15 @@ func NamespaceNames(ctx context.Context, cfg Config) ([]string, error) {
 		out = append(out, n.Name)
 	}
 	return out, nil
+}
+
+// newClient is a client of the cluster cfg and args name, and the
+// namespace to use.
+func newClient(cfg Config, args Args) (kubernetes.Interface, string, error) {
+	restCfg, ns, err := clientConfig(cfg, args)
+	if err != nil {
+		return nil, "", err
+	}
+	client, err := kubernetes.NewForConfig(restCfg)
+	return client, ns, err
 }

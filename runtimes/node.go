@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 )
 
 // Node: the target is a Node.js process; SIGUSR1 from the target's user
@@ -230,22 +229,6 @@ func fileTail(file string, n int64) string {
 	}
 	b, _ := io.ReadAll(io.LimitReader(f, n))
 	return string(b)
-}
-
-// readableBy reports whether uid:gid may read a file by its mode bits.
-func readableBy(info os.FileInfo, uid, gid int) bool {
-	st, ok := info.Sys().(*syscall.Stat_t)
-	if !ok || uid == 0 {
-		return true
-	}
-	mode := info.Mode().Perm()
-	switch {
-	case int(st.Uid) == uid:
-		return mode&0o400 != 0
-	case int(st.Gid) == gid:
-		return mode&0o040 != 0
-	}
-	return mode&0o004 != 0
 }
 
 // NodeVersionSupported reports whether version ("24.21.0") is at least

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strconv"
@@ -141,16 +142,36 @@ type Arg struct {
 	Schema      map[string]any // "type", "items", …
 }
 
-// Image references: every runtime's default debugger image is
-// ImageRepository/kdap-NAME:ImageTag (images/NAME builds it).
-const (
-	ImageRepository = "ghcr.io/kdap"
-	ImageTag        = "latest"
-)
+// ImageRepository is where kdap's released debugger images are: each
+// runtime's is ImageRepository/kdap-NAME:ImageTag() (images/NAME builds
+// it, `make images` pushes them all).
+const ImageRepository = "ghcr.io/kdap"
+
+// Version is kdap's release version, set when a release is built
+// (-ldflags "-X github.com/kdap/kdap/runtimes.Version=v1.2.3"), so that a
+// kdap names the debugger images released with it.
+var Version = ""
+
+// ImageTag is the tag of the debugger images of this kdap: its release
+// version (Version, or the module version `go install …@v1.2.3` records),
+// else "latest" for a build from a checkout.
+func ImageTag() string {
+	if Version != "" {
+		return Version
+	}
+	if info, ok := debug.ReadBuildInfo(); ok && strings.HasPrefix(info.Main.Version, "v") && !strings.Contains(info.Main.Version, "-0.") {
+		return info.Main.Version // not a pseudo-version
+	}
+	return "latest"
+}
 
 // DefaultImage is the runtime's debugger image unless configured.
-func (r *Runtime) DefaultImage() string {
-	return fmt.Sprintf("%s/kdap-%s:%s", ImageRepository, r.Name, ImageTag)
+func (r *Runtime) DefaultImage() string { return r.ImageIn(ImageRepository) }
+
+// ImageIn is the runtime's debugger image of this kdap's version in
+// repository (a registry host and path: ghcr.io/kdap, 127.0.0.1:5000/kdap).
+func (r *Runtime) ImageIn(repository string) string {
+	return fmt.Sprintf("%s/kdap-%s:%s", strings.TrimSuffix(repository, "/"), r.Name, ImageTag())
 }
 
 // ImageFlag is the name of kdap's flag that sets the runtime's image.

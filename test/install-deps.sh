@@ -15,7 +15,7 @@
 # as a system service listening on every address.
 set -euo pipefail
 missing=""
-for cmd in gcc:gcc gdb:gdb debootstrap:debootstrap python3:python3 node:nodejs npm:npm ss:iproute2 chromium:chromium; do
+for cmd in zip:zip unzip:unzip gcc:gcc gdb:gdb debootstrap:debootstrap python3:python3 node:nodejs npm:npm ss:iproute2 chromium:chromium; do
   command -v "${cmd%%:*}" >/dev/null || missing="$missing ${cmd##*:}"
 done
 for file in /usr/lib/jvm/java-17-openjdk-amd64/bin/jlink:openjdk-17-jdk-headless /usr/share/java/gson.jar:libgoogle-gson-java /usr/share/java/commons-lang3.jar:libcommons-lang3-java; do

@@ -23,6 +23,7 @@ type clusterFlags struct {
 	as                  string
 	asGroups            []string
 	images              map[string]*string // by runtime name: --image-NAME
+	imageRepository     string             // where the images not named by --image-NAME are
 	agentTTL            time.Duration
 }
 
@@ -31,18 +32,25 @@ func (f *clusterFlags) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.context, "context", "", "kubeconfig context (a launch configuration's \"context\" wins)")
 	cmd.Flags().StringVar(&f.as, "as", "", "user to impersonate, as with kubectl --as")
 	cmd.Flags().StringArrayVar(&f.asGroups, "as-group", nil, "group to impersonate, as with kubectl --as-group; repeatable")
+	cmd.Flags().StringVar(&f.imageRepository, "image-repository", envOr("KDAP_IMAGE_REPOSITORY", runtimes.ImageRepository),
+		"where kdap's debugger images are ($KDAP_IMAGE_REPOSITORY): REPOSITORY/kdap-RUNTIME:"+runtimes.ImageTag()+", e.g. your registry's mirror of them (make images pushes them there)")
 	f.images = map[string]*string{}
 	for _, rt := range runtimes.All {
-		f.images[rt.Name] = cmd.Flags().String(rt.ImageFlag(), envOr(rt.ImageEnv(), rt.DefaultImage()),
-			fmt.Sprintf("debugger image for %s targets ($%s)", rt.Title, rt.ImageEnv()))
+		f.images[rt.Name] = cmd.Flags().String(rt.ImageFlag(), os.Getenv(rt.ImageEnv()),
+			fmt.Sprintf("debugger image for %s targets ($%s; default %s)", rt.Title, rt.ImageEnv(), "REPOSITORY/kdap-"+rt.Name+":"+runtimes.ImageTag()))
 	}
 	cmd.Flags().DurationVar(&f.agentTTL, "agent-ttl", 15*time.Minute, "idle time after which an injected debugger detaches and exits")
 }
 
 func (f *clusterFlags) config() attach.Config {
 	images := map[string]string{}
-	for name, image := range f.images {
-		images[name] = *image
+	repository := firstNonEmpty(f.imageRepository, runtimes.ImageRepository)
+	for _, rt := range runtimes.All {
+		if flag := f.images[rt.Name]; flag != nil && *flag != "" {
+			images[rt.Name] = *flag
+		} else {
+			images[rt.Name] = rt.ImageIn(repository)
+		}
 	}
 	return attach.Config{Kubeconfig: f.kubeconfig, Context: f.context, As: f.as, AsGroups: f.asGroups, Images: images, AgentTTL: f.agentTTL}
 }
@@ -176,4 +184,13 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }

@@ -16,6 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
+
+	"github.com/kdap/kdap/runtimes"
 )
 
 func main() {
@@ -57,9 +59,9 @@ func newVersionCommand() *cobra.Command {
 		Short: "Print kdap's version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			version := "(devel)"
-			if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
-				version = info.Main.Version
+			version := runtimes.Version // a release's
+			if info, ok := debug.ReadBuildInfo(); ok && version == "" {
+				version = info.Main.Version // go install …@VERSION, or (devel)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "kdap %s\n", version)
 			return nil

@@ -10,19 +10,30 @@ import (
 	"github.com/kdap/kdap/images/ocitar"
 )
 
-// Write builds the agent and dlv from the repository at repoDir and writes
-// the image as ref to file, with a /tmp for core dumps.
+// Arches are the architectures the image is built for (Delve debugs Linux
+// programs on both).
+var Arches = []string{"amd64", "arm64"}
+
+// Write builds the agent and dlv from the repository at repoDir for this
+// machine's architecture and writes the image as ref to file.
 func Write(ctx context.Context, repoDir, file, ref string) error {
-	agent, err := ocitar.BuildGo(ctx, ocitar.GoBuild{Dir: repoDir, Package: "./cmd/kdap-agent", Flags: []string{"-trimpath", "-ldflags=-s -w"}})
+	return WriteArch(ctx, repoDir, file, ref, "")
+}
+
+// WriteArch is Write for the architecture arch (a GOARCH; "" for this
+// machine's): the agent and dlv, static, and a /tmp for core dumps.
+func WriteArch(ctx context.Context, repoDir, file, ref, arch string) error {
+	agent, err := ocitar.BuildGo(ctx, ocitar.GoBuild{Dir: repoDir, Package: "./cmd/kdap-agent", Flags: []string{"-trimpath", "-ldflags=-s -w"}, Arch: arch})
 	if err != nil {
 		return err
 	}
-	dlv, err := ocitar.BuildGo(ctx, ocitar.GoBuild{Dir: repoDir, Package: "github.com/go-delve/delve/cmd/dlv", Flags: []string{"-trimpath"}})
+	dlv, err := ocitar.BuildGo(ctx, ocitar.GoBuild{Dir: repoDir, Package: "github.com/go-delve/delve/cmd/dlv", Flags: []string{"-trimpath"}, Arch: arch})
 	if err != nil {
 		return err
 	}
 	return ocitar.Write(file, ocitar.Image{
-		Ref: ref,
+		Ref:  ref,
+		Arch: arch,
 		Files: []ocitar.File{
 			{Path: "/kdap-agent", Mode: 0o755, Data: agent},
 			{Path: "/dlv", Mode: 0o755, Data: dlv},

@@ -62,6 +62,7 @@ type Image struct {
 	Env        []string
 	User       string // uid[:gid]; empty means root
 	WorkingDir string
+	Arch       string // GOARCH its binaries are built for; empty: this machine's
 }
 
 // epoch is the timestamp of every layer entry, so the same files always give
@@ -74,48 +75,64 @@ func Write(file string, img Image) error {
 	if err != nil {
 		return fmt.Errorf("image reference %q: %w", img.Ref, err)
 	}
-	layerFile, err := os.CreateTemp(filepath.Dir(file), ".layer-*.tar")
+	image, layerFile, err := Build(filepath.Dir(file), img)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(layerFile.Name())
-	err = writeLayer(layerFile, img)
-	if cerr := layerFile.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("layer of %s: %w", img.Ref, err)
-	}
-	layer, err := tarball.LayerFromFile(layerFile.Name(), tarball.WithCompressionLevel(gzip.BestSpeed))
-	if err != nil {
-		return fmt.Errorf("layer of %s: %w", img.Ref, err)
-	}
-	image, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		return err
-	}
-	cf, err := image.ConfigFile()
-	if err != nil {
-		return err
-	}
-	cf = cf.DeepCopy()
-	cf.OS = "linux"
-	cf.Architecture = runtime.GOARCH
-	cf.Created = v1.Time{Time: epoch}
-	cf.Config.Entrypoint = img.Entrypoint
-	cf.Config.Env = img.Env
-	cf.Config.User = img.User
-	cf.Config.WorkingDir = img.WorkingDir
-	image, err = mutate.ConfigFile(image, cf)
-	if err != nil {
-		return err
-	}
+	defer os.Remove(layerFile)
 	tmp := file + ".tmp"
 	if err := tarball.WriteToFile(tmp, ref, image); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", file, err)
 	}
 	return os.Rename(tmp, file)
+}
+
+// Build makes img as an image whose one layer is read from layerFile,
+// written in dir; the caller removes layerFile once done with the image
+// (written to a tarball, pushed to a registry).
+func Build(dir string, img Image) (image v1.Image, layerFile string, err error) {
+	f, err := os.CreateTemp(dir, ".layer-*.tar")
+	if err != nil {
+		return nil, "", err
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(f.Name())
+		}
+	}()
+	err = writeLayer(f, img)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("layer of %s: %w", img.Ref, err)
+	}
+	layer, err := tarball.LayerFromFile(f.Name(), tarball.WithCompressionLevel(gzip.BestSpeed))
+	if err != nil {
+		return nil, "", fmt.Errorf("layer of %s: %w", img.Ref, err)
+	}
+	image, err = mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		return nil, "", err
+	}
+	cf, err := image.ConfigFile()
+	if err != nil {
+		return nil, "", err
+	}
+	cf = cf.DeepCopy()
+	cf.OS = "linux"
+	cf.Architecture = img.Arch
+	if cf.Architecture == "" {
+		cf.Architecture = runtime.GOARCH
+	}
+	cf.Created = v1.Time{Time: epoch}
+	cf.Config.Entrypoint = img.Entrypoint
+	cf.Config.Env = img.Env
+	cf.Config.User = img.User
+	cf.Config.WorkingDir = img.WorkingDir
+	image, err = mutate.ConfigFile(image, cf)
+	return image, f.Name(), err
 }
 
 // writeLayer writes the uncompressed layer: every parent directory of every
@@ -237,6 +254,7 @@ type GoBuild struct {
 	Dir     string   // directory to run the build in (inside the package's module)
 	Package string   // import path or ./relative path of the main package
 	Flags   []string // extra `go build` flags, e.g. -gcflags=all=-N -l
+	Arch    string   // GOARCH; empty: this machine's
 }
 
 // BuildGo builds a static (CGO_ENABLED=0) Linux binary and returns its bytes.
@@ -252,6 +270,9 @@ func BuildGo(ctx context.Context, b GoBuild) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = b.Dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if b.Arch != "" {
+		cmd.Env = append(cmd.Env, "GOARCH="+b.Arch)
+	}
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build %s: %w\n%s", b.Package, err, msg)
 	}

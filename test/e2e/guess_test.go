@@ -4,16 +4,12 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"os"
 	"testing"
 	"time"
 
-	godap "github.com/google/go-dap"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/kdap/kdap/dap/daptest"
 	"github.com/kdap/kdap/test/fixtures"
 )
 
@@ -42,8 +38,8 @@ func TestAutoRuntimeFromTheImageConfig(t *testing.T) {
 	line := lineOf(t, pricing, "total = items * unit")
 	images := []string{"--image-go", fixtures.GoAgentImage, "--image-python", fixtures.PythonAgentImage}
 
-	// debugOnce attaches kdap attach to pod (runtime left out), stops a
-	// request at the breakpoint through debugpy, continues and leaves.
+	// debugOnce runs kdap attach for pod (runtime left out), and a DAP
+	// client stops a request at the breakpoint through debugpy.
 	debugOnce := func(pod string) *stderrLog {
 		t.Helper()
 		svc := serviceForward(t, ns, pod)
@@ -51,23 +47,7 @@ func TestAutoRuntimeFromTheImageConfig(t *testing.T) {
 		start := time.Now()
 		cmd, addr, _ := startKdapAttachLogged(t, log, append([]string{"pod/" + pod, "-n", ns}, images...)...)
 		t.Logf("%s: kdap attach ready in %s", pod, time.Since(start).Round(time.Millisecond))
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		c := daptest.NewClient(conn)
-		c.Timeout = time.Minute
-		c.ExpectResponse(t, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "debugpy", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
-		attachSeq := c.Send("attach", map[string]any{"pathMappings": []map[string]string{{"localRoot": root, "remoteRoot": fixtures.PyHTTPSourceRoot}}})
-		c.ExpectEvent(t, "initialized")
-		bpSeq := c.Send("setBreakpoints", godap.SetBreakpointsArguments{Source: godap.Source{Path: pricing}, Breakpoints: []godap.SourceBreakpoint{{Line: line}}})
-		c.ExpectResponses(t, attachSeq, bpSeq, c.Send("configurationDone", nil))
-		reply := getAsync(fmt.Sprintf("http://%s/quote?items=3", svc))
-		thread, _ := expectStop(t, c, pricing, line)
-		c.ExpectResponse(t, c.Send("continue", godap.ContinueArguments{ThreadId: thread}))
-		expectReply(t, reply, "total: 21", 10*time.Second)
-		c.ExpectResponse(t, c.Send("disconnect", godap.DisconnectArguments{}))
+		debugpyStop(t, addr, svc, root, pricing, line, 3)
 		cmd.Process.Signal(os.Interrupt)
 		if err := cmd.Wait(); err != nil {
 			t.Errorf("kdap attach after Ctrl-C: %v", err)

@@ -34,31 +34,7 @@ func TestKdapAttachWithDelveJSONRPC(t *testing.T) {
 
 	cmd, addr, _ := startKdapAttach(t, "pod/gohttp", "-n", ns, "--image-go", fixtures.GoAgentImage)
 
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := rpc2.NewClientFromConn(conn)
-	if _, err := client.Halt(); err != nil { // Delve changes breakpoints only while halted
-		t.Fatal(err)
-	}
-	// JSON-RPC clients speak the binary's paths (GoLand maps them itself).
-	remote := filepath.Join(env.repo, "test", "fixtures", "gohttp", "main.go")
-	line := lineOf(t, remote, "message := fmt.Sprintf")
-	if _, err := client.CreateBreakpoint(&api.Breakpoint{File: remote, Line: line}); err != nil {
-		t.Fatal(err)
-	}
-	states := client.Continue()
-	reply := getAsync(fmt.Sprintf("http://%s/hello?name=goland", svc))
-	var st *api.DebuggerState
-	select {
-	case st = <-states:
-	case <-time.After(30 * time.Second):
-		t.Fatal("no stop at the breakpoint")
-	}
-	if st.Err != nil || st.CurrentThread == nil || st.CurrentThread.Breakpoint == nil || st.CurrentThread.Line != line {
-		t.Fatalf("state after continue: %+v (err %v)", st.CurrentThread, st.Err)
-	}
+	conn, client, st, reply := delveStop(t, addr, svc, "goland")
 	vars, err := client.ListFunctionArgs(api.EvalScope{GoroutineID: -1}, api.LoadConfig{MaxStringLen: 64})
 	if err != nil {
 		t.Fatal(err)
@@ -97,23 +73,7 @@ func TestKdapAttachPythonWithADAPClient(t *testing.T) {
 	if want := fmt.Sprintf(`"remoteRoot": %q`, fixtures.PyHTTPSourceRoot); !strings.Contains(text, want) {
 		t.Errorf("kdap attach printed %q, want it to name %s", text, want)
 	}
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := daptest.NewClient(conn)
-	c.Timeout = time.Minute
-	c.ExpectResponse(t, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "debugpy", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
-	attachSeq := c.Send("attach", map[string]any{"pathMappings": []map[string]string{{"localRoot": root, "remoteRoot": fixtures.PyHTTPSourceRoot}}})
-	c.ExpectEvent(t, "initialized")
-	bpSeq := c.Send("setBreakpoints", godap.SetBreakpointsArguments{Source: godap.Source{Path: pricing}, Breakpoints: []godap.SourceBreakpoint{{Line: line}}})
-	c.ExpectResponses(t, attachSeq, bpSeq, c.Send("configurationDone", nil))
-	reply := getAsync(fmt.Sprintf("http://%s/quote?items=2", svc))
-	thread, _ := expectStop(t, c, pricing, line)
-	c.ExpectResponse(t, c.Send("continue", godap.ContinueArguments{ThreadId: thread}))
-	expectReply(t, reply, "total: 14", 10*time.Second)
-	c.ExpectResponse(t, c.Send("disconnect", godap.DisconnectArguments{}))
-	conn.Close()
+	debugpyStop(t, addr, svc, root, pricing, line, 2)
 	cmd.Process.Signal(os.Interrupt)
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("kdap attach after Ctrl-C: %v", err)
@@ -163,6 +123,67 @@ func startKdapAttachLogged(t *testing.T, log *stderrLog, args ...string) (cmd *e
 	return cmd, strings.Fields(rest)[0], line
 }
 
+// delveStop is GoLand's path through kdap attach's endpoint at addr: a
+// Delve JSON-RPC client halts the Go fixture, sets a breakpoint in its
+// greeting (by the binary's own path: JSON-RPC clients map paths
+// themselves), continues, and returns once a request to svc with name
+// stops there, with the request's reply to come.
+func delveStop(t *testing.T, addr, svc, name string) (net.Conn, *rpc2.RPCClient, *api.DebuggerState, <-chan string) {
+	t.Helper()
+	start := time.Now()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := rpc2.NewClientFromConn(conn)
+	if _, err := client.Halt(); err != nil { // Delve changes breakpoints only while halted
+		t.Fatalf("%s: halt through the endpoint: %v", name, err)
+	}
+	t.Logf("%s: connected and halted the target in %s", name, time.Since(start).Round(time.Millisecond))
+	remote := filepath.Join(env.repo, "test", "fixtures", "gohttp", "main.go")
+	line := lineOf(t, remote, "message := fmt.Sprintf")
+	if _, err := client.CreateBreakpoint(&api.Breakpoint{File: remote, Line: line}); err != nil {
+		t.Fatal(err)
+	}
+	states := client.Continue()
+	reply := getAsync(fmt.Sprintf("http://%s/hello?name=%s", svc, name))
+	select {
+	case st := <-states:
+		if st.Err != nil || st.CurrentThread == nil || st.CurrentThread.Breakpoint == nil || st.CurrentThread.Line != line {
+			t.Fatalf("%s: state after continue: %+v (err %v)", name, st.CurrentThread, st.Err)
+		}
+		return conn, client, st, reply
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s: no stop at the breakpoint", name)
+	}
+	return nil, nil, nil, nil
+}
+
+// debugpyStop is a DAP client's path through kdap attach's endpoint at
+// addr to debugpy: it maps the Python service's sources (root, as
+// kdap attach prints), stops a request to svc for items at pricing:line,
+// continues, checks the reply and disconnects.
+func debugpyStop(t *testing.T, addr, svc, root, pricing string, line, items int) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := daptest.NewClient(conn)
+	c.Timeout = time.Minute
+	c.ExpectResponse(t, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "debugpy", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
+	attachSeq := c.Send("attach", map[string]any{"pathMappings": []map[string]string{{"localRoot": root, "remoteRoot": fixtures.PyHTTPSourceRoot}}})
+	c.ExpectEvent(t, "initialized")
+	bpSeq := c.Send("setBreakpoints", godap.SetBreakpointsArguments{Source: godap.Source{Path: pricing}, Breakpoints: []godap.SourceBreakpoint{{Line: line}}})
+	c.ExpectResponses(t, attachSeq, bpSeq, c.Send("configurationDone", nil))
+	reply := getAsync(fmt.Sprintf("http://%s/quote?items=%d", svc, items))
+	thread, _ := expectStop(t, c, pricing, line)
+	c.ExpectResponse(t, c.Send("continue", godap.ContinueArguments{ThreadId: thread}))
+	expectReply(t, reply, fmt.Sprintf("total: %d", 7*items), 10*time.Second)
+	c.ExpectResponse(t, c.Send("disconnect", godap.DisconnectArguments{}))
+}
+
 // stderrLog keeps what a kdap process prints on stderr.
 type stderrLog struct {
 	mu   sync.Mutex
@@ -210,40 +231,7 @@ func TestKdapAttachHealsALostForward(t *testing.T) {
 	svc := serviceForward(t, ns, "gohttp")
 	log := &stderrLog{}
 	cmd, addr, _ := startKdapAttachLogged(t, log, "pod/gohttp", "-n", ns, "--image-go", fixtures.GoAgentImage)
-	remote := filepath.Join(env.repo, "test", "fixtures", "gohttp", "main.go")
-	line := lineOf(t, remote, "message := fmt.Sprintf")
-
-	// stopAt connects a client, sets the breakpoint and returns once a
-	// request stops there, with the request's reply to come.
-	stopAt := func(name string) (net.Conn, <-chan string) {
-		t.Helper()
-		start := time.Now()
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		client := rpc2.NewClientFromConn(conn)
-		if _, err := client.Halt(); err != nil {
-			t.Fatalf("%s: halt through the endpoint: %v", name, err)
-		}
-		t.Logf("%s: connected and halted the target in %s", name, time.Since(start).Round(time.Millisecond))
-		if _, err := client.CreateBreakpoint(&api.Breakpoint{File: remote, Line: line}); err != nil {
-			t.Fatal(err)
-		}
-		states := client.Continue()
-		reply := getAsync(fmt.Sprintf("http://%s/hello?name=%s", svc, name))
-		select {
-		case st := <-states:
-			if st.Err != nil || st.CurrentThread == nil || st.CurrentThread.Line != line {
-				t.Fatalf("%s: state after continue: %+v (err %v)", name, st.CurrentThread, st.Err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("%s: no stop at the breakpoint", name)
-		}
-		return conn, reply
-	}
-
-	conn, reply := stopAt("cut")
+	conn, _, _, reply := delveStop(t, addr, svc, "cut")
 	start := time.Now()
 	cutAPIConnections(t, cmd.Process.Pid)
 	expectReply(t, reply, "hello, cut", 10*time.Second)
@@ -257,7 +245,7 @@ func TestKdapAttachHealsALostForward(t *testing.T) {
 	}
 	conn.Close()
 
-	conn, reply = stopAt("healed")
+	conn, _, _, reply = delveStop(t, addr, svc, "healed")
 	log.wait(t, time.Second, "forwarding to debugger container", "in pod "+ns+"/gohttp again")
 	conn.Close()
 	expectReply(t, reply, "hello, healed", 30*time.Second)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
@@ -57,6 +58,11 @@ http:
 		t.Fatal(err)
 	}
 	t.Cleanup(r.Stop)
+	t.Cleanup(func() { // after the test's pods are gone
+		if err := env.cluster.RemoveImages(context.Background(), r.Host+"/"); err != nil {
+			t.Errorf("removing the images pulled from %s: %v", r.Host, err)
+		}
+	})
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if resp, err := http.Get("http://" + r.Host + "/v2/"); err == nil {
 			resp.Body.Close()
@@ -78,11 +84,23 @@ func (r *registry) Stop() {
 	}
 }
 
-// pushTarball pushes the docker-archive tarball's image as ref.
+// pushTarball pushes the docker-archive tarball's image as ref, labelled
+// so that its image ID is not that of the fixture imported from the same
+// tarball (containerd's CRI keeps one record per ID: a second name pulled
+// for it made the kubelet lose the first).
 func (r *registry) pushTarball(t *testing.T, tar, ref string) {
 	t.Helper()
 	img, err := tarball.ImageFromPath(tar, nil)
 	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := cf.Config
+	config.Labels = map[string]string{"test.kdap/pushed-as": ref}
+	if img, err = mutate.Config(img, config); err != nil {
 		t.Fatal(err)
 	}
 	dst, err := name.ParseReference(ref)

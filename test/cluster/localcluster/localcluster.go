@@ -323,6 +323,31 @@ func (c *Cluster) Load(ctx context.Context, tarballs ...string) error {
 	return nil
 }
 
+// RemoveImages removes from the node's containerd every image whose name
+// starts with prefix (a registry's host/, once its test is over).
+func (c *Cluster) RemoveImages(ctx context.Context, prefix string) error {
+	ctr := func(args ...string) ([]byte, error) {
+		return exec.CommandContext(ctx, "ctr", append([]string{"--address", c.layout.containerdSock(), "--namespace", "k8s.io", "images"}, args...)...).CombinedOutput()
+	}
+	out, err := ctr("ls", "-q")
+	if err != nil {
+		return fmt.Errorf("ctr images ls: %w\n%s", err, out)
+	}
+	var names []string
+	for _, n := range strings.Fields(string(out)) {
+		if strings.HasPrefix(n, prefix) {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	if out, err := ctr(append([]string{"rm"}, names...)...); err != nil {
+		return fmt.Errorf("ctr images rm: %w\n%s", err, out)
+	}
+	return nil
+}
+
 // loadPause builds (once per harness directory) and imports the sandbox image.
 func (c *Cluster) loadPause(ctx context.Context) error {
 	tar := c.layout.path("images", "pause.tar")
