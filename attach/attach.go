@@ -181,6 +181,11 @@ func chooseRuntime(ctx context.Context, client kubernetes.Interface, name string
 		if c.Name != container {
 			continue
 		}
+		if name, agent := inject.RunningRuntime(pod, container); runtimes.Lookup(name) != nil {
+			rt := runtimes.Lookup(name)
+			r.Output(fmt.Sprintf("kdap: debugging container %s as %s (its running debugger container %s does; set \"runtime\" to choose)", container, rt.Title, agent))
+			return rt
+		}
 		e := runtimes.Evidence{Image: c.Image, Command: append(append([]string(nil), c.Command...), c.Args...)}
 		if len(c.Command) == 0 {
 			ref := runningImage(pod, c)

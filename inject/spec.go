@@ -108,6 +108,27 @@ func FindRunning(pod *corev1.Pod, container, image string) (Agent, bool) {
 	return Agent{}, false
 }
 
+// RunningRuntime returns the runtime a Running agent of container debugs
+// (as kdap started it), and that agent's name: a runtime left to "auto"
+// is then the one already proven right, with nothing to read.
+func RunningRuntime(pod *corev1.Pod, container string) (runtime, agent string) {
+	running := map[string]bool{}
+	for _, st := range pod.Status.EphemeralContainerStatuses {
+		running[st.Name] = st.State.Running != nil
+	}
+	for _, ec := range pod.Spec.EphemeralContainers {
+		if !strings.HasPrefix(ec.Name, NamePrefix) || ec.TargetContainerName != container || !running[ec.Name] {
+			continue
+		}
+		for _, e := range ec.Env {
+			if e.Name == agentapi.EnvRuntime && e.Value != "" && e.Value != "auto" {
+				return e.Value, ec.Name
+			}
+		}
+	}
+	return "", ""
+}
+
 // NewName returns an agent name not yet used in pod.
 func NewName(pod *corev1.Pod, suffix func() string) string {
 	taken := map[string]bool{}

@@ -194,3 +194,28 @@ func TestTargetUser(t *testing.T) {
 		t.Errorf("agent as the target's user: %+v", sc)
 	}
 }
+
+// A Running agent of the container names the runtime "auto" would guess;
+// an exited one (a wrong guess) and another container's do not.
+func TestRunningRuntimeIsTheRunningAgentsOfTheContainer(t *testing.T) {
+	agent := func(name, target, runtime string) corev1.EphemeralContainer {
+		return corev1.EphemeralContainer{TargetContainerName: target, EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+			Name: name, Env: []corev1.EnvVar{{Name: agentapi.EnvRuntime, Value: runtime}}}}
+	}
+	pod := &corev1.Pod{
+		Spec: corev1.PodSpec{EphemeralContainers: []corev1.EphemeralContainer{
+			agent(NamePrefix+"exited", "app", "go"), agent(NamePrefix+"sidecar", "proxy", "go"), agent(NamePrefix+"py", "app", "python"),
+		}},
+		Status: corev1.PodStatus{EphemeralContainerStatuses: []corev1.ContainerStatus{
+			{Name: NamePrefix + "exited", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1}}},
+			{Name: NamePrefix + "sidecar", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}},
+			{Name: NamePrefix + "py", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}},
+		}},
+	}
+	if rt, name := RunningRuntime(pod, "app"); rt != "python" || name != NamePrefix+"py" {
+		t.Errorf("RunningRuntime(app) = %q, %q; want python, %s", rt, name, NamePrefix+"py")
+	}
+	if rt, _ := RunningRuntime(pod, "web"); rt != "" {
+		t.Errorf("RunningRuntime(web) = %q, want none", rt)
+	}
+}
