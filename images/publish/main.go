@@ -1,7 +1,8 @@
 // Command publish builds kdap's debugger images and pushes them to a
 // registry, without a container engine: REPOSITORY/kdap-RUNTIME:TAG for
 // each runtime, an OCI image index of the platforms the image is built for
-// (linux/amd64 for every runtime, linux/arm64 too for Go). It pushes with
+// (linux/amd64 for every runtime, linux/arm64 too for Go, Python and
+// Node.js: the Debian files of arm64 come from debian.RootfsFor). It pushes with
 // the user's registry credentials (~/.docker/config.json and its
 // credential helpers). kdap then finds the images with
 // --image-repository REPOSITORY (or $KDAP_IMAGE_REPOSITORY).
@@ -113,21 +114,37 @@ func build(ctx context.Context, rt *runtimes.Runtime, repoDir, dir, ref string) 
 		}
 		return tars, nil
 	case runtimes.Python:
-		rootfs, err := debian.Rootfs(ctx, os.Stderr)
-		if err != nil {
-			return nil, err
+		var tars []string
+		for _, arch := range pyimage.Arches {
+			rootfs, err := debian.Bookworm.RootfsFor(ctx, arch, os.Stderr)
+			if err != nil {
+				return nil, err
+			}
+			t := filepath.Join(dir, arch+".tar")
+			if err := pyimage.WriteArch(ctx, repoDir, rootfs, t, ref, arch); err != nil {
+				return nil, err
+			}
+			tars = append(tars, t)
 		}
-		return []string{tar}, pyimage.Write(ctx, repoDir, rootfs, tar, ref)
+		return tars, nil
 	case runtimes.Node:
-		rootfs, err := debian.Rootfs(ctx, os.Stderr)
-		if err != nil {
-			return nil, err
+		var tars []string
+		for _, arch := range nodeimage.Arches {
+			rootfs, err := debian.Bookworm.RootfsFor(ctx, arch, os.Stderr)
+			if err != nil {
+				return nil, err
+			}
+			dist, err := nodeimage.FetchDistFor(ctx, arch, os.Stderr)
+			if err != nil {
+				return nil, err
+			}
+			t := filepath.Join(dir, arch+".tar")
+			if err := nodeimage.WriteArch(ctx, repoDir, rootfs, dist, t, ref, arch); err != nil {
+				return nil, err
+			}
+			tars = append(tars, t)
 		}
-		dist, err := nodeimage.FetchDist(ctx, os.Stderr)
-		if err != nil {
-			return nil, err
-		}
-		return []string{tar}, nodeimage.Write(ctx, repoDir, rootfs, dist, tar, ref)
+		return tars, nil
 	case runtimes.Java:
 		rootfs, err := debian.Rootfs(ctx, os.Stderr)
 		if err != nil {

@@ -30,20 +30,30 @@ const (
 // system without documentation and package lists, debugpy with its links
 // resolved at DebugpyDir, and the agent built from repoDir.
 func Write(ctx context.Context, repoDir, rootfs, file, ref string) error {
+	return WriteArch(ctx, repoDir, rootfs, file, ref, "")
+}
+
+// Arches are the architectures the image is built for.
+var Arches = []string{"amd64", "arm64"}
+
+// WriteArch is Write for arch (a GOARCH; "" for this machine's), from that
+// architecture's root file system (debian.RootfsFor).
+func WriteArch(ctx context.Context, repoDir, rootfs, file, ref, arch string) error {
 	if err := checkDebugpy(rootfs); err != nil {
 		return err
 	}
-	agent, err := ocitar.BuildGo(ctx, ocitar.GoBuild{Dir: repoDir, Package: "./cmd/kdap-agent", Flags: []string{"-trimpath", "-ldflags=-s -w"}})
+	agent, err := ocitar.BuildGo(ctx, ocitar.GoBuild{Dir: repoDir, Package: "./cmd/kdap-agent", Flags: []string{"-trimpath", "-ldflags=-s -w"}, Arch: arch})
 	if err != nil {
 		return err
 	}
 	skip := map[string]bool{
 		"usr/share/doc": true, "usr/share/man": true, "usr/share/info": true, "usr/share/locale": true,
 		"var/cache/apt": true, "var/lib/apt/lists": true, "dev": true, "proc": true, "sys": true,
+		"debootstrap": true, // a foreign root file system's second stage, never run
 	}
 	files := []ocitar.File{{Path: "/kdap-agent", Mode: 0o755, Data: agent}}
 	for _, lib := range runtimes.DebugpyLibs { // for targets without a C++ runtime
-		data, err := os.ReadFile(filepath.Join(rootfs, "usr/lib/x86_64-linux-gnu", lib))
+		data, err := os.ReadFile(filepath.Join(rootfs, "usr/lib", debian.Triplet(arch), lib))
 		if err != nil {
 			return err
 		}
@@ -51,6 +61,7 @@ func Write(ctx context.Context, repoDir, rootfs, file, ref string) error {
 	}
 	return ocitar.Write(file, ocitar.Image{
 		Ref:   ref,
+		Arch:  arch,
 		Files: files,
 		Trees: []ocitar.Tree{
 			{Source: rootfs, Dest: "/", Keep: func(rel string) bool { return !skip[rel] }},

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
-	"encoding/binary"
 	"io"
 	"os"
 	"os/exec"
@@ -26,57 +25,96 @@ import (
 )
 
 // TestDebuggerImagesFromARegistry is the path of a user with their own
-// cluster: kdap's own command (make images) builds the Go debugger image
-// for linux/amd64 and linux/arm64 and pushes it to a real registry
-// (Debian's docker-registry); the index holds both platforms, each with
-// binaries of its architecture; kdap, pointed at that registry by
-// --image-repository alone, has the node pull the image and debugs
-// through it.
+// cluster: kdap's own command (make images) builds the Go, Python and
+// Node.js debugger images for linux/amd64 and linux/arm64 and pushes them
+// to a real registry (Debian's docker-registry). Each index holds both
+// platforms; in each image the debugger's binaries are built for its
+// platform, and every library they load and their ELF interpreter are in
+// the image (nothing here runs arm64 code: that is what is checked). Then
+// kdap, pointed at the registry by --image-repository alone, has the node
+// pull the Go image and debugs through it.
 func TestDebuggerImagesFromARegistry(t *testing.T) {
 	reg := startRegistry(t)
 	repository := reg.Host + "/kdap"
 	start := time.Now()
-	publish := exec.Command("go", "run", "./images/publish", "--runtimes", "go", repository)
+	publish := exec.Command("go", "run", "./images/publish", "--runtimes", "go,python,node", repository)
 	publish.Dir = env.repo
 	publish.Stderr = &testWriter{t: t, prefix: "publish: "}
 	out, err := publish.Output()
 	if err != nil {
 		t.Fatalf("go run ./images/publish: %v", err)
 	}
-	t.Logf("published in %s: %s", time.Since(start).Round(time.Second), out)
-	ref := runtimes.Go.ImageIn(repository)
-	if !strings.HasPrefix(string(out), ref+"@sha256:") {
-		t.Fatalf("publish printed %q, want %s@sha256:…", out, ref)
-	}
+	t.Logf("published in %s:\n%s", time.Since(start).Round(time.Second), out)
 
-	// The index: both platforms, each image's binaries built for its own.
-	r, _ := name.ParseReference(ref)
-	idx, err := remote.Index(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
+	binaries := map[*runtimes.Runtime][]string{ // what each image runs, besides the agent
+		runtimes.Go:     {"dlv"},
+		runtimes.Python: {"usr/bin/python3.11", "usr/bin/gdb"},
+		runtimes.Node:   {"kdap/node/bin/node"},
 	}
 	machines := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
-	var platforms []string
-	for _, d := range m.Manifests {
-		platforms = append(platforms, d.Platform.OS+"/"+d.Platform.Architecture)
-		img, err := idx.Image(d.Digest)
+	var idx v1.ImageIndex
+	for _, rt := range []*runtimes.Runtime{runtimes.Go, runtimes.Python, runtimes.Node} {
+		ref := rt.ImageIn(repository)
+		if !strings.Contains(string(out), ref+"@sha256:") {
+			t.Errorf("publish printed no %s@sha256:…", ref)
+			continue
+		}
+		r, _ := name.ParseReference(ref)
+		i, err := remote.Index(r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, bin := range []string{"kdap-agent", "dlv"} {
-			if got, want := elfMachine(t, img, bin), machines[d.Platform.Architecture]; got != want {
-				t.Errorf("%s image: /%s is for %v, want %v", d.Platform.Architecture, bin, got, want)
+		if rt == runtimes.Go {
+			idx = i
+		}
+		m, err := i.IndexManifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var platforms []string
+		for _, d := range m.Manifests {
+			arch := d.Platform.Architecture
+			platforms = append(platforms, d.Platform.OS+"/"+arch)
+			img, err := i.Image(d.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files := imageFiles(t, img, append([]string{"kdap-agent"}, binaries[rt]...))
+			for _, bin := range append([]string{"kdap-agent"}, binaries[rt]...) {
+				f, err := elf.NewFile(bytes.NewReader(files.data[bin]))
+				if err != nil {
+					t.Errorf("%s %s: /%s: %v", rt.Name, arch, bin, err)
+					continue
+				}
+				if f.Machine != machines[arch] {
+					t.Errorf("%s %s: /%s is for %v, want %v", rt.Name, arch, bin, f.Machine, machines[arch])
+				}
+				libs, _ := f.ImportedLibraries()
+				for _, p := range f.Progs {
+					if p.Type == elf.PT_INTERP {
+						b := make([]byte, p.Filesz)
+						p.ReadAt(b, 0)
+						libs = append(libs, strings.TrimRight(string(b), "\x00"))
+					}
+				}
+				for _, lib := range libs {
+					if !files.has(lib) {
+						t.Errorf("%s %s: /%s needs %s, which the image lacks", rt.Name, arch, bin, lib)
+					}
+				}
+				t.Logf("%s %s: /%s is %v, its %d libraries in the image", rt.Name, arch, bin, f.Machine, len(libs))
+				f.Close()
 			}
 		}
+		slices.Sort(platforms)
+		if !slices.Equal(platforms, []string{"linux/amd64", "linux/arm64"}) {
+			t.Errorf("%s: the index holds %v, want linux/amd64 and linux/arm64", ref, platforms)
+		}
 	}
-	slices.Sort(platforms)
-	if !slices.Equal(platforms, []string{"linux/amd64", "linux/arm64"}) {
-		t.Errorf("the index holds %v, want linux/amd64 and linux/arm64", platforms)
+	if t.Failed() {
+		return
 	}
+	ref := runtimes.Go.ImageIn(repository)
 
 	// A debug session through the pulled image, named by the repository.
 	ns := newNamespace(t, nil)
@@ -102,9 +140,32 @@ func TestDebuggerImagesFromARegistry(t *testing.T) {
 	}
 }
 
-// elfMachine is the architecture of the ELF file /bin in img's layers.
-func elfMachine(t *testing.T, img v1.Image, bin string) elf.Machine {
+// layerFiles are the paths of an image's files, and the bytes of some.
+type layerFiles struct {
+	paths map[string]bool
+	data  map[string][]byte
+}
+
+// has reports whether the image holds lib: an absolute path (an ELF
+// interpreter, through the merged-/usr links), or a library's file name
+// in any directory.
+func (l layerFiles) has(lib string) bool {
+	if strings.HasPrefix(lib, "/") {
+		p := strings.TrimPrefix(lib, "/")
+		return l.paths[p] || l.paths["usr/"+p]
+	}
+	for p := range l.paths {
+		if strings.HasSuffix(p, "/"+lib) {
+			return true
+		}
+	}
+	return false
+}
+
+// imageFiles reads img's layers: every path, and the bytes of read.
+func imageFiles(t *testing.T, img v1.Image, read []string) layerFiles {
 	t.Helper()
+	out := layerFiles{paths: map[string]bool{}, data: map[string][]byte{}}
 	layers, err := img.Layers()
 	if err != nil {
 		t.Fatal(err)
@@ -120,18 +181,18 @@ func elfMachine(t *testing.T, img v1.Image, bin string) elf.Machine {
 			if err != nil {
 				break
 			}
-			if h.Name == bin {
-				head := make([]byte, 20) // e_ident, e_type, e_machine
-				io.ReadFull(tr, head)
-				rc.Close()
-				if !bytes.HasPrefix(head, []byte(elf.ELFMAG)) {
-					t.Fatalf("/%s is not an ELF file", bin)
-				}
-				return elf.Machine(binary.LittleEndian.Uint16(head[18:]))
+			name := strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/")
+			out.paths[name] = true
+			if slices.Contains(read, name) {
+				out.data[name], _ = io.ReadAll(tr)
 			}
 		}
 		rc.Close()
 	}
-	t.Fatalf("no /%s in the image", bin)
-	return 0
+	for _, r := range read {
+		if out.data[r] == nil {
+			t.Fatalf("no /%s in the image", r)
+		}
+	}
+	return out
 }
