@@ -33,8 +33,12 @@ for target in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 wi
 done
 linux="$dist/x/kdap_v0.0.1_linux_$(go env GOARCH)/kdap"
 [ "$("$linux" version)" = "kdap v0.0.1" ] || fail "kdap version says $("$linux" version), want kdap v0.0.1"
-"$linux" runtimes | grep -q 'ghcr.io/kdap/kdap-go:v0.0.1' || fail "the release does not name the debugger images of its version"
-unzip -l "$dist/kdap-v0.0.1.vsix" | grep -q 'extension/dist/extension.js' || fail "the .vsix holds no extension"
-unzip -p "$dist/kdap-v0.0.1.vsix" extension/package.json | grep -q '"version": "0.0.1"' || fail "the .vsix is not version 0.0.1"
+# (each output is read whole before grep: grep -q leaving early would fail the pipe)
+runtimes=$("$linux" runtimes)
+grep -q 'ghcr.io/kdap/kdap-go:v0.0.1' <<<"$runtimes" || fail "the release does not name the debugger images of its version: $runtimes"
+vsix=$(unzip -l "$dist/kdap-v0.0.1.vsix")
+grep -q 'extension/dist/extension.js' <<<"$vsix" || fail "the .vsix holds no extension"
+manifest=$(unzip -p "$dist/kdap-v0.0.1.vsix" extension/package.json)
+grep -q '"version": "0.0.1"' <<<"$manifest" || fail "the .vsix is not version 0.0.1"
 go run sigs.k8s.io/krew/cmd/validate-krew-manifest@v0.4.3 -manifest "$dist/kdap.yaml" -skip-install
 echo "release-check: $(ls "$dist" | grep -vc '^x$') release files built and checked in $(( $(date +%s) - start )) s" >&2

@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -73,6 +74,13 @@ var Libraries = []string{"libc6", "zlib1g", "libstdc++6", "libgcc-s1"}
 // Build compiles the debug server and makes the runtime in workDir, and
 // returns the runtime's directory and the server's class path directory.
 func Build(ctx context.Context, repoDir, workDir string, log io.Writer) (jre, lib string, err error) {
+	return BuildFrom(ctx, repoDir, workDir, "", log)
+}
+
+// BuildFrom is Build with the runtime linked from the JDK modules in jmods
+// ("": the machine's JDK's): another architecture's JDK 17 modules make that
+// architecture's runtime (jlink links across platforms).
+func BuildFrom(ctx context.Context, repoDir, workDir, jmods string, log io.Writer) (jre, lib string, err error) {
 	for _, tool := range []string{"javac", "jlink"} {
 		if _, err := os.Stat(filepath.Join(JDK, "bin", tool)); err != nil {
 			return "", "", fmt.Errorf("building the Java debugger image needs a JDK 17 at %s (%s): apt-get install openjdk-17-jdk-headless", JDK, tool)
@@ -112,8 +120,11 @@ func Build(ctx context.Context, repoDir, workDir string, log io.Writer) (jre, li
 		return "", "", err
 	}
 	jre = filepath.Join(workDir, "jre")
-	err = run(ctx, filepath.Join(JDK, "bin", "jlink"), "--add-modules", strings.Join(Modules, ","), "--strip-debug",
-		"--no-man-pages", "--no-header-files", "--compress=2", "--output", jre)
+	args := []string{"--add-modules", strings.Join(Modules, ","), "--strip-debug", "--no-man-pages", "--no-header-files", "--compress=2", "--output", jre}
+	if jmods != "" {
+		args = append([]string{"--module-path", jmods}, args...)
+	}
+	err = run(ctx, filepath.Join(JDK, "bin", "jlink"), args...)
 	return jre, lib, err
 }
 
@@ -194,11 +205,33 @@ func writeJar(dir, jar string) error {
 // repoDir, the runtime and the debug server (Build, in workDir), and from
 // the Debian root file system the C libraries the runtime needs and a /tmp.
 func Write(ctx context.Context, repoDir, rootfs, workDir, file, ref string, log io.Writer) error {
-	jre, lib, err := Build(ctx, repoDir, workDir, log)
+	return WriteArch(ctx, repoDir, rootfs, workDir, file, ref, "", log)
+}
+
+// Arches are the architectures the image is built for.
+var Arches = []string{"amd64", "arm64"}
+
+// ForeignJDK is the Debian system whose JDK 17 modules link the runtime of
+// another architecture (debian.RootfsFor), and whose files the image then
+// takes.
+var ForeignJDK = debian.System{Suite: "bookworm", Packages: []string{"openjdk-17-jdk-headless"}, Check: "usr/lib/jvm"}
+
+// WriteArch is Write for arch (a GOARCH; "" for this machine's). For
+// another architecture, rootfs is ForeignJDK's for it: the runtime is
+// linked from its JDK's modules, the libraries taken from it.
+func WriteArch(ctx context.Context, repoDir, rootfs, workDir, file, ref, arch string, log io.Writer) error {
+	jmods := ""
+	if arch != "" && arch != runtime.GOARCH {
+		jmods = filepath.Join(rootfs, "usr/lib/jvm/java-17-openjdk-"+arch, "jmods")
+		if _, err := os.Stat(filepath.Join(jmods, "java.base.jmod")); err != nil {
+			return fmt.Errorf("no JDK 17 modules for %s at %s: rootfs must be javaimage.ForeignJDK's for %s", arch, jmods, arch)
+		}
+	}
+	jre, lib, err := BuildFrom(ctx, repoDir, workDir, jmods, log)
 	if err != nil {
 		return err
 	}
-	agent, err := ocitar.BuildGo(ctx, ocitar.GoBuild{Dir: repoDir, Package: "./cmd/kdap-agent", Flags: []string{"-trimpath", "-ldflags=-s -w"}})
+	agent, err := ocitar.BuildGo(ctx, ocitar.GoBuild{Dir: repoDir, Package: "./cmd/kdap-agent", Flags: []string{"-trimpath", "-ldflags=-s -w"}, Arch: arch})
 	if err != nil {
 		return err
 	}
@@ -209,6 +242,7 @@ func Write(ctx context.Context, repoDir, rootfs, workDir, file, ref string, log 
 	libs["tmp"] = true
 	return ocitar.Write(file, ocitar.Image{
 		Ref:   ref,
+		Arch:  arch,
 		Files: []ocitar.File{{Path: "/kdap-agent", Mode: 0o755, Data: agent}},
 		Trees: []ocitar.Tree{
 			{Source: rootfs, Dest: "/", Keep: func(rel string) bool { return libs[rel] && !strings.HasPrefix(rel, "usr/share") }},

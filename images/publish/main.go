@@ -1,8 +1,8 @@
 // Command publish builds kdap's debugger images and pushes them to a
 // registry, without a container engine: REPOSITORY/kdap-RUNTIME:TAG for
 // each runtime, an OCI image index of the platforms the image is built for
-// (linux/amd64 for every runtime, linux/arm64 too for Go, Python and
-// Node.js: the Debian files of arm64 come from debian.RootfsFor). It pushes with
+// (linux/amd64 and linux/arm64; another architecture's Debian files come
+// from debian.RootfsFor, its Java runtime is linked from its JDK's modules). It pushes with
 // the user's registry credentials (~/.docker/config.json and its
 // credential helpers). kdap then finds the images with
 // --image-repository REPOSITORY (or $KDAP_IMAGE_REPOSITORY).
@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -101,7 +102,6 @@ func build(ctx context.Context, rt *runtimes.Runtime, repoDir, dir, ref string) 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	tar := filepath.Join(dir, "image.tar")
 	switch rt {
 	case runtimes.Go:
 		var tars []string
@@ -146,11 +146,23 @@ func build(ctx context.Context, rt *runtimes.Runtime, repoDir, dir, ref string) 
 		}
 		return tars, nil
 	case runtimes.Java:
-		rootfs, err := debian.Rootfs(ctx, os.Stderr)
-		if err != nil {
-			return nil, err
+		var tars []string
+		for _, arch := range javaimage.Arches {
+			system := debian.Bookworm
+			if arch != runtime.GOARCH {
+				system = javaimage.ForeignJDK // its JDK's modules link that architecture's runtime
+			}
+			rootfs, err := system.RootfsFor(ctx, arch, os.Stderr)
+			if err != nil {
+				return nil, err
+			}
+			t := filepath.Join(dir, arch+".tar")
+			if err := javaimage.WriteArch(ctx, repoDir, rootfs, filepath.Join(dir, "java-debug-"+arch), t, ref, arch, os.Stderr); err != nil {
+				return nil, err
+			}
+			tars = append(tars, t)
 		}
-		return []string{tar}, javaimage.Write(ctx, repoDir, rootfs, filepath.Join(dir, "java-debug"), tar, ref, os.Stderr)
+		return tars, nil
 	}
 	return nil, fmt.Errorf("publish does not know how to build the %s image", rt.Title)
 }

@@ -25,9 +25,9 @@ import (
 )
 
 // TestDebuggerImagesFromARegistry is the path of a user with their own
-// cluster: kdap's own command (make images) builds the Go, Python and
-// Node.js debugger images for linux/amd64 and linux/arm64 and pushes them
-// to a real registry (Debian's docker-registry). Each index holds both
+// cluster: kdap's own command (make images) builds every runtime's
+// debugger image for linux/amd64 and linux/arm64 and pushes them to a real
+// registry (Debian's docker-registry). Each index holds both
 // platforms; in each image the debugger's binaries are built for its
 // platform, and every library they load and their ELF interpreter are in
 // the image (nothing here runs arm64 code: that is what is checked). Then
@@ -37,7 +37,7 @@ func TestDebuggerImagesFromARegistry(t *testing.T) {
 	reg := startRegistry(t)
 	repository := reg.Host + "/kdap"
 	start := time.Now()
-	publish := exec.Command("go", "run", "./images/publish", "--runtimes", "go,python,node", repository)
+	publish := exec.Command("go", "run", "./images/publish", repository) // every runtime
 	publish.Dir = env.repo
 	publish.Stderr = &testWriter{t: t, prefix: "publish: "}
 	out, err := publish.Output()
@@ -50,10 +50,11 @@ func TestDebuggerImagesFromARegistry(t *testing.T) {
 		runtimes.Go:     {"dlv"},
 		runtimes.Python: {"usr/bin/python3.11", "usr/bin/gdb"},
 		runtimes.Node:   {"kdap/node/bin/node"},
+		runtimes.Java:   {"kdap/jre/bin/java", "kdap/jre/lib/server/libjvm.so"},
 	}
 	machines := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
 	var idx v1.ImageIndex
-	for _, rt := range []*runtimes.Runtime{runtimes.Go, runtimes.Python, runtimes.Node} {
+	for _, rt := range runtimes.All {
 		ref := rt.ImageIn(repository)
 		if !strings.Contains(string(out), ref+"@sha256:") {
 			t.Errorf("publish printed no %s@sha256:…", ref)
