@@ -31,8 +31,8 @@ func newAttachCommand() *cobra.Command {
 		Long: `kdap attach injects (or reuses) the debugger for TARGET (pod/NAME, deployment/NAME or a
 pod name) and forwards its port to 127.0.0.1. It prints the endpoint and stays until Ctrl-C;
 the target keeps running afterwards. If the port-forward drops, the session it carried ends
-and the endpoint stays: the next connection is forwarded anew to the same debugger. GoLand: Run → Edit Configurations → Go Remote, host
-127.0.0.1 and the printed port. IntelliJ IDEA (Java): Run → Edit Configurations → Remote JVM
+and the endpoint stays: the next connection is forwarded anew to the same debugger.
+GoLand: Run → Edit Configurations → Go Remote, host 127.0.0.1 and the printed port. IntelliJ IDEA (Java): Run → Edit Configurations → Remote JVM
 Debug, "Attach to remote JVM", socket, host 127.0.0.1 and the port (set a fixed one with
 --port). DAP clients: kdap prints how to attach for the target's runtime.`,
 		Args: cobra.ExactArgs(1),

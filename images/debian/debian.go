@@ -54,25 +54,9 @@ func Rootfs(ctx context.Context, log io.Writer) (string, error) { return Bookwor
 // debootstrap package and the Debian mirror needed) the first time and
 // cached under the user's cache directory. Progress goes to log.
 func (s System) Rootfs(ctx context.Context, log io.Writer) (string, error) {
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		return "", err
-	}
-	key := sha256.Sum256([]byte(s.Suite + " " + strings.Join(s.Packages, ",")))
-	dir := filepath.Join(cache, "kdap", "debian-rootfs", s.Suite+"-"+hex.EncodeToString(key[:])[:12])
-	if _, err := os.Stat(filepath.Join(dir, s.Check)); err == nil {
-		return dir, nil
-	}
-	if _, err := exec.LookPath("debootstrap"); err != nil {
-		return "", fmt.Errorf("building kdap's images from Debian needs debootstrap: apt-get install debootstrap")
-	}
-	if os.Geteuid() != 0 {
-		return "", fmt.Errorf("building kdap's images from Debian runs debootstrap, which needs root")
-	}
-	tmp := dir + ".tmp"
-	os.RemoveAll(tmp)
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return "", err
+	dir, tmp, err := s.cacheDir("", "")
+	if err != nil || tmp == "" {
+		return dir, err
 	}
 	fmt.Fprintf(log, "debian: debootstrap %s with %s into %s (≈ 1–2 min, once)\n", s.Suite, strings.Join(s.Packages, ","), dir)
 	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+strings.Join(s.Packages, ","), s.Suite, tmp, mirror())
@@ -88,6 +72,34 @@ func (s System) Rootfs(ctx context.Context, log io.Writer) (string, error) {
 		return "", err
 	}
 	return dir, nil
+}
+
+// cacheDir is where the root file system (of arch, when it is another
+// machine's) is cached, and, when it is not there yet, the temporary
+// directory to make it in, once debootstrap and root are known to be there.
+func (s System) cacheDir(arch, archName string) (dir, tmp string, err error) {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", "", err
+	}
+	name, key := s.Suite+"-", s.Suite+" "+strings.Join(s.Packages, ",")
+	if arch != "" {
+		name, key = s.Suite+"-"+arch+"-", key+" "+arch
+	}
+	sum := sha256.Sum256([]byte(key))
+	dir = filepath.Join(cache, "kdap", "debian-rootfs", name+hex.EncodeToString(sum[:])[:12])
+	if _, err := os.Stat(filepath.Join(dir, s.Check)); err == nil {
+		return dir, "", nil
+	}
+	if _, err := exec.LookPath("debootstrap"); err != nil {
+		return "", "", fmt.Errorf("building kdap's %simages from Debian needs debootstrap: apt-get install debootstrap", archName)
+	}
+	if os.Geteuid() != 0 {
+		return "", "", fmt.Errorf("building kdap's images from Debian runs debootstrap, which needs root")
+	}
+	tmp = dir + ".tmp"
+	os.RemoveAll(tmp)
+	return dir, tmp, os.MkdirAll(filepath.Dir(dir), 0o755)
 }
 
 // Version is the installed version of package in rootfs ("" if absent).

@@ -4,8 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -45,25 +43,9 @@ func (s System) RootfsFor(ctx context.Context, arch string, log io.Writer) (stri
 	if arch == "" || arch == runtime.GOARCH {
 		return s.Rootfs(ctx, log)
 	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		return "", err
-	}
-	key := sha256.Sum256([]byte(s.Suite + " " + strings.Join(s.Packages, ",") + " " + arch))
-	dir := filepath.Join(cache, "kdap", "debian-rootfs", s.Suite+"-"+arch+"-"+hex.EncodeToString(key[:])[:12])
-	if _, err := os.Stat(filepath.Join(dir, s.Check)); err == nil {
-		return dir, nil
-	}
-	if _, err := exec.LookPath("debootstrap"); err != nil {
-		return "", fmt.Errorf("building kdap's %s images from Debian needs debootstrap: apt-get install debootstrap", arch)
-	}
-	if os.Geteuid() != 0 {
-		return "", fmt.Errorf("building kdap's images from Debian runs debootstrap, which needs root")
-	}
-	tmp := dir + ".tmp"
-	os.RemoveAll(tmp)
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return "", err
+	dir, tmp, err := s.cacheDir(arch, arch+" ")
+	if err != nil || tmp == "" {
+		return dir, err
 	}
 	fmt.Fprintf(log, "debian: debootstrap --foreign --arch %s %s with %s into %s (≈ 1 min, once)\n", arch, s.Suite, strings.Join(s.Packages, ","), dir)
 	cmd := exec.CommandContext(ctx, "debootstrap", "--foreign", "--arch="+arch, "--variant=minbase", "--include="+strings.Join(s.Packages, ","), s.Suite, tmp, mirror())
