@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -24,7 +25,7 @@ func TestInspectNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fetches Node.js")
 	}
-	dir, err := npm.Fetch(context.Background(), nodeimage.NodeRuntime, os.Stderr)
+	dir, err := npm.Fetch(context.Background(), nodeimage.NodeRuntimes[runtime.GOARCH], os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,8 +50,8 @@ func TestInspectNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Version != nodeimage.NodeRuntime.Version || got.Root != fixture || got.Exe != node {
-		t.Errorf("InspectNode = %+v; want version %s, root %s", got, nodeimage.NodeRuntime.Version, fixture)
+	if got.Version != nodeimage.NodeRuntimes[runtime.GOARCH].Version || got.Root != fixture || got.Exe != node {
+		t.Errorf("InspectNode = %+v; want version %s, root %s", got, nodeimage.NodeRuntimes[runtime.GOARCH].Version, fixture)
 	}
 	if !slices.Contains(got.Sources, filepath.Join(fixture, "lib", "pricing.js")) {
 		t.Errorf("sources %v lack lib/pricing.js", got.Sources)
