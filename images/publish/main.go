@@ -7,7 +7,7 @@
 // credential helpers). kdap then finds the images with
 // --image-repository REPOSITORY (or $KDAP_IMAGE_REPOSITORY).
 //
-//	go run ./images/publish [--tag TAG] [--runtimes go,python,node,java] REPOSITORY
+//	go run ./images/publish [--tag TAG] [--runtimes go,python,node,java] [--arches amd64,arm64] REPOSITORY
 //
 // Run it from the repository's root (make images does); the Python,
 // Node.js and Java images need what `make deps` installs.
@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,8 +45,9 @@ import (
 func main() {
 	tag := flag.String("tag", runtimes.ImageTag(), "tag of the images (a release's version)")
 	only := flag.String("runtimes", strings.Join(runtimes.Names(), ","), "runtimes whose images to build, comma-separated")
+	arches := flag.String("arches", "amd64,arm64", "architectures to build each image for, comma-separated (GOARCH names)")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: go run ./images/publish [--tag TAG] [--runtimes go,python,node,java] REPOSITORY (e.g. registry.example.com/kdap)")
+		fmt.Fprintln(os.Stderr, "usage: go run ./images/publish [--tag TAG] [--runtimes go,python,node,java] [--arches amd64,arm64] REPOSITORY (e.g. registry.example.com/kdap)")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -55,14 +57,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := publish(ctx, flag.Arg(0), *tag, strings.Split(*only, ",")); err != nil {
+	if err := publish(ctx, flag.Arg(0), *tag, strings.Split(*only, ","), strings.Split(*arches, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "publish:", err)
 		os.Exit(1)
 	}
 }
 
 // publish builds and pushes the named runtimes' images.
-func publish(ctx context.Context, repository, tag string, names []string) error {
+func publish(ctx context.Context, repository, tag string, names, arches []string) error {
 	repoDir, err := os.Getwd()
 	if err != nil {
 		return err
@@ -83,7 +85,7 @@ func publish(ctx context.Context, repository, tag string, names []string) error 
 		ref := fmt.Sprintf("%s/kdap-%s:%s", strings.TrimSuffix(repository, "/"), rt.Name, tag)
 		start := time.Now()
 		fmt.Fprintf(os.Stderr, "publish: building %s…\n", ref)
-		tars, err := build(ctx, rt, repoDir, filepath.Join(work, rt.Name), ref)
+		tars, err := build(ctx, rt, repoDir, filepath.Join(work, rt.Name), ref, arches)
 		if err != nil {
 			return fmt.Errorf("%s: %w", ref, err)
 		}
@@ -96,16 +98,30 @@ func publish(ctx context.Context, repository, tag string, names []string) error 
 	return nil
 }
 
-// build writes the runtime's image for each platform it is built for, as
+// build writes the runtime's image for each of arches it is built for, as
 // docker-archive tarballs in dir.
-func build(ctx context.Context, rt *runtimes.Runtime, repoDir, dir, ref string) ([]string, error) {
+func build(ctx context.Context, rt *runtimes.Runtime, repoDir, dir, ref string, arches []string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
+	}
+	for _, a := range arches {
+		if !slices.Contains(goimage.Arches, a) {
+			return nil, fmt.Errorf("architecture %q: the images are built for %s", a, strings.Join(goimage.Arches, ", "))
+		}
+	}
+	these := func(built []string) []string { // the image's architectures asked for
+		var out []string
+		for _, a := range built {
+			if slices.Contains(arches, a) {
+				out = append(out, a)
+			}
+		}
+		return out
 	}
 	switch rt {
 	case runtimes.Go:
 		var tars []string
-		for _, arch := range goimage.Arches {
+		for _, arch := range these(goimage.Arches) {
 			t := filepath.Join(dir, arch+".tar")
 			if err := goimage.WriteArch(ctx, repoDir, t, ref, arch); err != nil {
 				return nil, err
@@ -115,7 +131,7 @@ func build(ctx context.Context, rt *runtimes.Runtime, repoDir, dir, ref string) 
 		return tars, nil
 	case runtimes.Python:
 		var tars []string
-		for _, arch := range pyimage.Arches {
+		for _, arch := range these(pyimage.Arches) {
 			rootfs, err := debian.Bookworm.RootfsFor(ctx, arch, os.Stderr)
 			if err != nil {
 				return nil, err
@@ -129,7 +145,7 @@ func build(ctx context.Context, rt *runtimes.Runtime, repoDir, dir, ref string) 
 		return tars, nil
 	case runtimes.Node:
 		var tars []string
-		for _, arch := range nodeimage.Arches {
+		for _, arch := range these(nodeimage.Arches) {
 			rootfs, err := debian.Bookworm.RootfsFor(ctx, arch, os.Stderr)
 			if err != nil {
 				return nil, err
@@ -147,7 +163,7 @@ func build(ctx context.Context, rt *runtimes.Runtime, repoDir, dir, ref string) 
 		return tars, nil
 	case runtimes.Java:
 		var tars []string
-		for _, arch := range javaimage.Arches {
+		for _, arch := range these(javaimage.Arches) {
 			system := debian.Bookworm
 			if arch != runtime.GOARCH {
 				system = javaimage.ForeignJDK // its JDK's modules link that architecture's runtime

@@ -73,7 +73,7 @@ func run(ctx context.Context, kdapBin string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	tars, err := fixtures.Build(ctx, repo, dir, fixtures.GoHTTPImage, fixtures.GoAgentImage)
+	tars, err := fixtures.Build(ctx, repo, dir, fixtures.GoHTTPImage, fixtures.ImportedGoAgentImage)
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func run(ctx context.Context, kdapBin string) error {
 	}
 
 	say("starting kdap dap")
-	kdap := exec.CommandContext(ctx, kdapBin, "dap", "--listen", "127.0.0.1:0", "--kubeconfig", c.Kubeconfig(), "--image-go", fixtures.GoAgentImage)
+	kdap := exec.CommandContext(ctx, kdapBin, "dap", "--listen", "127.0.0.1:0", "--kubeconfig", c.Kubeconfig(), "--image-go", fixtures.ImportedGoAgentImage)
 	kdap.Stderr = os.Stderr
 	out, err := kdap.StdoutPipe()
 	if err != nil {
@@ -222,9 +222,9 @@ Any DAP client: %s dap --listen 127.0.0.1:4711 --kubeconfig %s --image-go %s
 
 GoLand: %s attach pod/%s -n %s --kubeconfig %s --image-go %s
   then Run > Edit Configurations > Go Remote, host 127.0.0.1, the printed port.
-`, absKdap, podName, namespace, c.Kubeconfig(), fixtures.GoAgentImage,
-		rel(repo, kdapBin), c.Kubeconfig(), fixtures.GoAgentImage,
-		rel(repo, kdapBin), podName, namespace, c.Kubeconfig(), fixtures.GoAgentImage)
+`, absKdap, podName, namespace, c.Kubeconfig(), fixtures.ImportedGoAgentImage,
+		rel(repo, kdapBin), c.Kubeconfig(), fixtures.ImportedGoAgentImage,
+		rel(repo, kdapBin), podName, namespace, c.Kubeconfig(), fixtures.ImportedGoAgentImage)
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -31,13 +32,17 @@ import (
 // platforms; in each image the debugger's binaries are built for its
 // platform, and every library they load and their ELF interpreter are in
 // the image (nothing here runs arm64 code: that is what is checked). Then
-// kdap, pointed at the registry by --image-repository alone, has the node
-// pull the Go image and debugs through it.
+// the node pulls the Go image and kdap debugs through it. (The rest of the
+// suite pulls the debugger images from a registry too, pushed there the
+// same way for this machine's architecture: see setUp.)
 func TestDebuggerImagesFromARegistry(t *testing.T) {
 	reg := startRegistry(t)
 	repository := reg.Host + "/kdap"
 	start := time.Now()
-	publish := exec.Command("go", "run", "./images/publish", repository) // every runtime
+	// A tag of its own: the same images as the suite's registry's, under
+	// another image ID (containerd's CRI keeps one name per ID well).
+	const tag = "e2e-multiarch"
+	publish := exec.Command("go", "run", "./images/publish", "--tag", tag, repository) // every runtime, both platforms
 	publish.Dir = env.repo
 	publish.Stderr = &testWriter{t: t, prefix: "publish: "}
 	out, err := publish.Output()
@@ -55,7 +60,7 @@ func TestDebuggerImagesFromARegistry(t *testing.T) {
 	machines := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
 	var idx v1.ImageIndex
 	for _, rt := range runtimes.All {
-		ref := rt.ImageIn(repository)
+		ref := fmt.Sprintf("%s/kdap-%s:%s", repository, rt.Name, tag)
 		if !strings.Contains(string(out), ref+"@sha256:") {
 			t.Errorf("publish printed no %s@sha256:…", ref)
 			continue
@@ -115,13 +120,13 @@ func TestDebuggerImagesFromARegistry(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	ref := runtimes.Go.ImageIn(repository)
+	ref := fmt.Sprintf("%s/kdap-go:%s", repository, tag)
 
-	// A debug session through the pulled image, named by the repository.
+	// A debug session through the pulled image.
 	ns := newNamespace(t, nil)
 	createPod(t, ns, "gohttp", fixtures.GoHTTPImage)
 	svc := serviceForward(t, ns, "gohttp")
-	cmd, addr, _ := startKdapAttach(t, "pod/gohttp", "-n", ns, "--runtime", "go", "--image-repository", repository)
+	cmd, addr, _ := startKdapAttach(t, "pod/gohttp", "-n", ns, "--runtime", "go", "--image-go", ref)
 	conn, _, _, reply := delveStop(t, addr, svc, "registry")
 	conn.Close()
 	expectReply(t, reply, "hello, registry", 30*time.Second)

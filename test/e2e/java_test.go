@@ -233,10 +233,7 @@ func runKdap(t *testing.T, args ...string) string {
 func kdapCommand(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	shown := strings.Join(args, " ")
-	args = append(args, "--kubeconfig", env.cluster.Kubeconfig())
-	for name, image := range fixtures.AgentImages {
-		args = append(args, "--image-"+name, image)
-	}
+	args = append(args, "--kubeconfig", env.cluster.Kubeconfig(), "--image-repository", env.images)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a hung kdap fails the test, not the run
 	defer cancel()
 	cmd := exec.CommandContext(ctx, env.kdap, args...)

@@ -32,7 +32,9 @@ func TestKdapAttachWithDelveJSONRPC(t *testing.T) {
 	createPod(t, ns, "gohttp", fixtures.GoHTTPImage)
 	svc := serviceForward(t, ns, "gohttp")
 
-	cmd, addr, _ := startKdapAttach(t, "pod/gohttp", "-n", ns, "--image-go", fixtures.GoAgentImage)
+	// The one session through a debugger image loaded straight into the
+	// node: kdap names an image, whatever its path there.
+	cmd, addr, _ := startKdapAttach(t, "pod/gohttp", "-n", ns, "--image-go", fixtures.ImportedGoAgentImage)
 
 	conn, client, st, reply := delveStop(t, addr, svc, "goland")
 	vars, err := client.ListFunctionArgs(api.EvalScope{GoroutineID: -1}, api.LoadConfig{MaxStringLen: 64})

@@ -34,10 +34,8 @@ type kdapProcess struct {
 // the test cluster and waits for its ready line.
 func startKdap(t *testing.T, extra ...string) *kdapProcess {
 	t.Helper()
-	args := []string{"dap", "--listen", "127.0.0.1:0", "--kubeconfig", env.cluster.Kubeconfig(), "--agent-ttl", "10m"}
-	for name, image := range fixtures.AgentImages {
-		args = append(args, "--image-"+name, image)
-	}
+	args := []string{"dap", "--listen", "127.0.0.1:0", "--kubeconfig", env.cluster.Kubeconfig(), "--agent-ttl", "10m",
+		"--image-repository", env.images} // kdap's default images, in the suite's registry
 	args = append(args, extra...)
 	cmd := exec.Command(env.kdap, args...)
 	cmd.Stderr = &testWriter{t: t, prefix: "kdap stderr: "}

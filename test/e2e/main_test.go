@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,8 @@ var env struct {
 	kdap      string // the kdap binary under test
 	repo      string // repository root
 	state     string // XDG_STATE_HOME of the kdap commands run (its local log)
+	registry  *registry
+	images    string // where kdap's debugger images are: --image-repository
 }
 
 func TestMain(m *testing.M) {
@@ -42,6 +45,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	env.registry.Stop()
+	if err := env.cluster.RemoveImages(context.Background(), env.registry.Host+"/"); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+	}
 	os.RemoveAll(filepath.Dir(env.kdap))
 	os.Exit(code)
 }
@@ -122,7 +129,7 @@ func setUp() error {
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("build kdap: %v\n%s", err, out)
 	}
-	tars, err := fixtures.Build(ctx, repo, outDir)
+	tars, err := fixtures.Build(ctx, repo, outDir, append(fixtures.ServiceImages, fixtures.ImportedGoAgentImage)...)
 	if err != nil {
 		return err
 	}
@@ -130,6 +137,22 @@ func setUp() error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "e2e: fixture images built and loaded in %s\n", time.Since(start).Round(10*time.Millisecond))
+
+	// kdap's debugger images take the path they take to a user's cluster:
+	// kdap's own command pushes them to a registry, the node pulls them.
+	start = time.Now()
+	if env.registry, err = launchRegistry(binDir, io.Discard); err != nil {
+		return err
+	}
+	env.images = env.registry.Host + "/kdap"
+	publish := exec.CommandContext(ctx, "go", "run", "./images/publish", "--arches", runtime.GOARCH, env.images)
+	publish.Dir = repo
+	if out, err := publish.CombinedOutput(); err != nil {
+		env.registry.Stop()
+		return fmt.Errorf("go run ./images/publish %s: %v\n%s", env.images, err, out)
+	}
+	fixtures.UseRegistry(env.images)
+	fmt.Fprintf(os.Stderr, "e2e: debugger images built and pushed to %s in %s\n", env.images, time.Since(start).Round(10*time.Millisecond))
 
 	env.cluster = c
 	if env.rest, err = c.RESTConfig(); err != nil {

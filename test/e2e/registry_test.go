@@ -5,10 +5,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,20 +31,28 @@ type registry struct {
 }
 
 // registryBinary is where test/install-deps.sh unpacks Debian's package.
-func registryBinary(t *testing.T) string {
+func registryBinary() (string, error) {
 	home, _ := os.UserHomeDir()
 	bin := filepath.Join(home, ".cache", "kdap", "docker-registry", "usr", "bin", "docker-registry")
 	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("no docker-registry at %s: run test/install-deps.sh (it unpacks Debian's docker-registry there)", bin)
+		return "", fmt.Errorf("no docker-registry at %s: run test/install-deps.sh (it unpacks Debian's docker-registry there)", bin)
 	}
-	return bin
+	return bin, nil
 }
 
-// startRegistry runs a registry until the test ends (or Stop).
-func startRegistry(t *testing.T) *registry {
-	t.Helper()
-	dir := t.TempDir()
-	r := &registry{Host: fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))}
+// launchRegistry runs a registry with its storage in dir until Stop; its
+// log goes to log.
+func launchRegistry(dir string, log io.Writer) (*registry, error) {
+	bin, err := registryBinary()
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r := &registry{Host: ln.Addr().String()}
+	ln.Close()
 	config := filepath.Join(dir, "config.yml")
 	os.WriteFile(config, []byte(fmt.Sprintf(`version: 0.1
 log:
@@ -52,9 +63,32 @@ storage:
 http:
   addr: %s
 `, filepath.Join(dir, "storage"), r.Host)), 0o644)
-	r.cmd = exec.Command(registryBinary(t), "serve", config)
-	r.cmd.Stdout, r.cmd.Stderr = &testWriter{t: t, prefix: "registry: "}, &testWriter{t: t, prefix: "registry: "}
+	r.cmd = exec.Command(bin, "serve", config)
+	r.cmd.Stdout, r.cmd.Stderr = log, log
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // it ends with the tests, even a timed-out run
 	if err := r.cmd.Start(); err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get("http://" + r.Host + "/v2/"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return r, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			r.Stop()
+			return nil, fmt.Errorf("docker-registry did not answer at %s within 30 s", r.Host)
+		}
+	}
+}
+
+// startRegistry runs a registry of the test's own until it ends (or Stop),
+// and removes from the node what was pulled from it.
+func startRegistry(t *testing.T) *registry {
+	t.Helper()
+	r, err := launchRegistry(t.TempDir(), &testWriter{t: t, prefix: "registry: "})
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.Stop)
@@ -63,17 +97,7 @@ http:
 			t.Errorf("removing the images pulled from %s: %v", r.Host, err)
 		}
 	})
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if resp, err := http.Get("http://" + r.Host + "/v2/"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return r
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("docker-registry did not answer at %s within 30 s", r.Host)
-		}
-	}
+	return r
 }
 
 // Stop ends the registry (the images pulled stay on the node).

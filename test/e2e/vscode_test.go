@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kdap/kdap/runtimes"
 	"github.com/kdap/kdap/test/fixtures"
 )
 
@@ -169,9 +168,7 @@ func TestVSCodeExtensionInCodeServer(t *testing.T) {
 		cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(vscodeTools.node24)+":"+os.Getenv("PATH"),
 			"XDG_DATA_HOME="+data, "XDG_CONFIG_HOME="+data, "XDG_STATE_HOME="+env.state, // its logs and heartbeat stay out of $HOME
 			"KUBECONFIG="+env.cluster.Kubeconfig()) // the kdap commands the extension runs use the user's cluster and images
-		for name, image := range fixtures.AgentImages {
-			cmd.Env = append(cmd.Env, runtimes.Lookup(name).ImageEnv()+"="+image)
-		}
+		cmd.Env = append(cmd.Env, "KDAP_IMAGE_REPOSITORY="+env.images) // kdap's default images, in the suite's registry
 		return cmd
 	}
 	vsix := filepath.Join(vscodeTools.dir, "kdap.vsix")
