@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -84,9 +85,9 @@ func (d *delve) halted(ctx context.Context, logf func(string, ...any), read func
 			return attach, err
 		}
 	}
-	state, err := c.GetStateNonBlocking()
+	state, err := stateWithin(c, 5*time.Second)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%w; %s", err, d.targetState())
 	}
 	if !state.Running {
 		logf("the target is stopped already (a debug session holds it): reading it as it is")
@@ -101,7 +102,13 @@ func (d *delve) halted(ctx context.Context, logf func(string, ...any), read func
 		return attach + time.Since(start), fmt.Errorf("resuming the target: %w", err)
 	}
 	if err := waitRunning(c, 5*time.Second); err != nil { // so that the next one finds it running
-		return attach + time.Since(start), err
+		if errors.Is(err, errDelveSilent) && !tracingStopped(d.pid) {
+			// Seen once after a core dump: Delve stopped answering, but the
+			// target had been resumed. What was read stands.
+			logf("%v after resuming the target; %s", err, d.targetState())
+			return attach + time.Since(start), readErr
+		}
+		return attach + time.Since(start), fmt.Errorf("%w; %s", err, d.targetState())
 	}
 	pause := time.Since(start)
 	if started {
@@ -110,10 +117,55 @@ func (d *delve) halted(ctx context.Context, logf func(string, ...any), read func
 	return attach + pause, readErr
 }
 
+// errDelveSilent is a Delve that does not answer a state request.
+var errDelveSilent = errors.New("Delve did not answer a state request within 5 s")
+
+// stateWithin asks Delve for the target's state without waiting on it for
+// more than within: a Delve that stopped answering must not hang a
+// diagnostic. The caller closes c, which ends a call given up on.
+func stateWithin(c *rpc2.RPCClient, within time.Duration) (*api.DebuggerState, error) {
+	type answer struct {
+		state *api.DebuggerState
+		err   error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		st, err := c.GetStateNonBlocking()
+		ch <- answer{st, err}
+	}()
+	select {
+	case a := <-ch:
+		return a.state, a.err
+	case <-time.After(within):
+		return nil, errDelveSilent
+	}
+}
+
+// tracingStopped reports whether a thread of pid is stopped by its tracer
+// (state "t" in /proc): the target frozen by Delve.
+func tracingStopped(pid int) bool {
+	stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if i := bytes.LastIndexByte(b, ')'); err == nil && i >= 0 && i+2 < len(b) && b[i+2] == 't' {
+			return true
+		}
+	}
+	return false
+}
+
+// targetState says, from /proc, whether the target runs, for errors.
+func (d *delve) targetState() string {
+	if tracingStopped(d.pid) {
+		return fmt.Sprintf("pid %d is stopped by Delve", d.pid)
+	}
+	return fmt.Sprintf("pid %d runs on (none of its threads is stopped by a tracer)", d.pid)
+}
+
 // waitRunning waits until Delve reports the target running.
 func waitRunning(c *rpc2.RPCClient, within time.Duration) error {
 	for deadline := time.Now().Add(within); ; time.Sleep(5 * time.Millisecond) {
-		state, err := c.GetStateNonBlocking()
+		state, err := stateWithin(c, 5*time.Second)
 		if err != nil {
 			return err
 		}
