@@ -22,7 +22,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,9 +40,12 @@ type Config struct {
 	Runtime string        // a runtime's name, or auto (detect)
 	TTL     time.Duration // idle time before the agent detaches and exits
 	Lazy    bool          // attach no debugger until a session asks for one
-	PID     int           // target pid; 0 finds it (PID 1, or the first non-pause process)
-	Log     io.Writer     // the agent's log (its container log)
-	Ready   func(addr string)
+	PID     int           // target pid; 0 finds it among the target container's processes
+	// ContainerID is the target container's ID (agentapi.EnvContainerID):
+	// only processes whose cgroup names it are the target's.
+	ContainerID string
+	Log         io.Writer // the agent's log (its container log)
+	Ready       func(addr string)
 	// Getenv reads the debugger image's settings for the runtime's driver
 	// (where its debugger is); nil reads the process environment.
 	Getenv func(key string) string
@@ -64,23 +66,22 @@ func (c Config) setting(key, def string) string {
 // Run serves until ctx is done or the agent has been idle for cfg.TTL, then
 // detaches the debugger (never killing a debugger that holds breakpoints).
 func Run(ctx context.Context, cfg Config) error {
-	pid, unreadable := cfg.PID, false
-	if pid == 0 {
-		var err error
-		if pid, unreadable, err = findTarget(os.Getpid()); err != nil {
-			return err
-		}
+	logf := func(f string, args ...any) { fmt.Fprintf(cfg.Log, "kdap-agent: "+f+"\n", args...) }
+	procs := &processes{fs: hostProc, containerID: cfg.ContainerID, self: os.Getpid(), fixed: cfg.PID}
+	first, err := procs.first()
+	if err != nil {
+		return err
 	}
 	if rt := runtimes.Lookup(cfg.Runtime); rt != nil && !rt.NeedsPtrace() {
 		// The debugger needs no ptrace: as the target's user the agent may
 		// read its /proc files and signal it, with no capability.
-		if err := switchToTargetUser(pid, func(f string, args ...any) { fmt.Fprintf(cfg.Log, "kdap-agent: "+f+"\n", args...) }); err != nil {
+		if err := switchToTargetUser(first.pid, logf); err != nil {
 			return err
 		}
-	} else if unreadable {
-		return fmt.Errorf("may not inspect process %d (permission denied): the debugger container needs the SYS_PTRACE capability, which a PodSecurity level of baseline or restricted forbids", pid)
+	} else if first.denied {
+		return fmt.Errorf("may not inspect process %d (permission denied): the debugger container needs the SYS_PTRACE capability, which a PodSecurity level of baseline or restricted forbids", first.pid)
 	}
-	rt, target, err := inspect(pid, cfg.Runtime)
+	rt, target, err := procs.choose(cfg.Runtime)
 	if err != nil {
 		return err
 	}
@@ -92,8 +93,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (another process in the pod uses this port)", cfg.Listen, err)
 	}
-	a := &agent{cfg: cfg, target: target, ln: ln, lastActive: time.Now(), conns: map[net.Conn]bool{}, dbg: dbg}
-	a.logf("listening at %s; target pid %d (%s %s, %s); idle TTL %s", ln.Addr(), pid, rt.Title, target.Version, target.Exe, cfg.TTL)
+	a := &agent{cfg: cfg, rt: rt, target: target, procs: procs, ln: ln, lastActive: time.Now(), conns: map[net.Conn]bool{}, dbg: dbg,
+		debugged: map[int]*debugged{target.PID: {target: target, dbg: dbg}}}
+	a.logf("listening at %s; target pid %d (%s %s, %s); idle TTL %s", ln.Addr(), target.PID, rt.Title, target.Version, target.Exe, cfg.TTL)
+	if c := procs.last; len(c.procs) > 1 {
+		a.logf("the target container's processes: %s", c.describe())
+	}
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr().String())
 	}
@@ -185,16 +190,26 @@ func requireFiles(rt *runtimes.Runtime, paths ...string) error {
 
 type agent struct {
 	cfg    Config
-	target *runtimes.Target
+	rt     *runtimes.Runtime
+	target *runtimes.Target // the default process, which diagnostics and a session without a preamble are on
+	dbg    debugger         // target's debugger
+	procs  *processes
 	ln     net.Listener
-	dbg    debugger
 	wg     sync.WaitGroup
 
 	mu         sync.Mutex
-	active     int
-	used       bool // a session reached the debugger since it last released the target
+	active     int               // clients connected (sessions and diagnostics)
+	debugged   map[int]*debugged // by pid: every process a debugger was made for
 	lastActive time.Time
 	conns      map[net.Conn]bool // open client connections, closed at shutdown
+}
+
+// debugged is one process of the target container with its debugger.
+type debugged struct {
+	target *runtimes.Target
+	dbg    debugger
+	active int  // sessions on it now
+	used   bool // a session reached the debugger since it last released the process
 }
 
 func (a *agent) logf(format string, args ...any) {
@@ -228,7 +243,15 @@ func (a *agent) serve(ctx context.Context) error {
 	}
 	a.wg.Wait()
 	a.logf("shutting down")
-	return a.dbg.detach(a.logf)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var errs []error
+	for pid, d := range a.debugged {
+		if err := d.dbg.detach(a.logf); err != nil {
+			errs = append(errs, fmt.Errorf("process %d: %w", pid, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // watchIdle cancels ctx once no client has been connected for the TTL.
@@ -276,14 +299,67 @@ func (a *agent) handle(ctx context.Context, conn net.Conn) {
 		return
 	}
 	client := &bufferedConn{Conn: conn, r: br}
+	d := a.debuggedFor(a.target.PID)
+	if string(first) == agentapi.ProcessPreamble[:4] {
+		if d, err = a.readPreamble(br); err != nil {
+			a.logf("client %s: %v", conn.RemoteAddr(), err)
+			if first, perr := br.Peek(4); perr == nil && string(first) == "Cont" {
+				refuseDAP(client, err)
+			}
+			return
+		}
+		if first, err = br.Peek(4); err != nil {
+			return
+		}
+	}
 	switch string(first) {
 	case "GET ":
 		a.serveHTTP(ctx, conn, br)
 	case jdwp.Handshake[:4]:
-		a.jdwpSession(ctx, client)
+		a.jdwpSession(ctx, client, d)
 	default:
-		a.session(ctx, client, string(first) == "Cont") // DAP's Content-Length
+		a.session(ctx, client, d, string(first) == "Cont") // DAP's Content-Length
 	}
+}
+
+// readPreamble reads agentapi.ProcessLine and returns that process with
+// its debugger, made for it if it is the first session on it.
+func (a *agent) readPreamble(br *bufio.Reader) (*debugged, error) {
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, agentapi.ProcessPreamble)))
+	if err != nil {
+		return nil, fmt.Errorf("bad process preamble %q", strings.TrimSpace(line))
+	}
+	if d := a.debuggedFor(pid); d != nil {
+		return d, nil
+	}
+	t, err := a.procs.inspectOne(a.rt, pid)
+	if err != nil {
+		return nil, err
+	}
+	dbg, err := newDebugger(a.cfg, a.rt, t)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if d := a.debugged[pid]; d != nil { // another client made it meanwhile
+		return d, nil
+	}
+	d := &debugged{target: t, dbg: dbg}
+	a.debugged[pid] = d
+	a.logf("debugging process %d (%s) too", pid, t.Exe)
+	return d, nil
+}
+
+// debuggedFor is pid's entry, if a debugger was made for it.
+func (a *agent) debuggedFor(pid int) *debugged {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.debugged[pid]
 }
 
 // serveHTTP answers GET / with the status document, and GET
@@ -301,8 +377,10 @@ func (a *agent) serveHTTP(ctx context.Context, conn net.Conn, br *bufio.Reader) 
 		writeHTTP(conn, http.StatusNotFound, "text/plain", strings.NewReader("not found\n"), -1)
 		return
 	}
+	procs, exact := a.processStatus()
 	a.mu.Lock()
-	st := agentapi.Status{Target: a.target, Listen: a.ln.Addr().String(), TTL: a.cfg.TTL.String(), Sessions: a.active, Debugger: a.dbg.state()}
+	st := agentapi.Status{Target: a.target, Listen: a.ln.Addr().String(), TTL: a.cfg.TTL.String(), Sessions: a.active, Debugger: a.dbg.state(),
+		Processes: procs, ProcessesExact: exact}
 	a.mu.Unlock()
 	if u, ok := a.dbg.(unavailable); ok {
 		if st.Unavailable = u.unavailable(); st.Unavailable != "" {
@@ -334,9 +412,9 @@ func writeHTTP(conn net.Conn, code int, contentType string, body io.Reader, size
 // the debugger lets the target run on with no breakpoints. A DAP client's
 // heartbeats are dropped here, and once it has sent one, its silence ends
 // the session (agentapi.SilenceLimit).
-func (a *agent) session(ctx context.Context, client net.Conn, isDAP bool) {
-	a.counted(client, func() bool {
-		upstream, err := a.dbg.connect(ctx, a.logf)
+func (a *agent) session(ctx context.Context, client net.Conn, d *debugged, isDAP bool) {
+	a.counted(client, d, func() bool {
+		upstream, err := d.dbg.connect(ctx, a.logf)
 		if err != nil {
 			a.logf("debugger: %v", err)
 			refuseDAP(client, err)
@@ -349,13 +427,13 @@ func (a *agent) session(ctx context.Context, client net.Conn, isDAP bool) {
 
 // jdwpSession serves a raw JDWP client (IntelliJ, jdb) of a debugger that
 // takes them (Java's).
-func (a *agent) jdwpSession(ctx context.Context, client net.Conn) {
-	j, ok := a.dbg.(jdwpServer)
+func (a *agent) jdwpSession(ctx context.Context, client net.Conn, d *debugged) {
+	j, ok := d.dbg.(jdwpServer)
 	if !ok {
 		refuseJDWP(client, fmt.Errorf("the target is a %s program, not a JVM: connect a client of its debugger", a.target.Runtime))
 		return
 	}
-	a.counted(client, func() bool {
+	a.counted(client, d, func() bool {
 		if err := j.serveJDWP(ctx, client, a.logf); err != nil {
 			a.logf("JDWP client %s: %v", client.RemoteAddr(), err)
 			refuseJDWP(client, err)
@@ -365,41 +443,48 @@ func (a *agent) jdwpSession(ctx context.Context, client net.Conn) {
 	})
 }
 
-// counted runs one client's session, counting it from the start (the agent
-// does not reach its idle TTL while a debugger starts for it).
-func (a *agent) counted(client net.Conn, run func() (reached bool)) {
-	n := a.enter()
-	a.logf("client %s connected (%d connected)", client.RemoteAddr(), n)
+// counted runs one client's session on d, counting it from the start (the
+// agent does not reach its idle TTL while a debugger starts for it).
+func (a *agent) counted(client net.Conn, d *debugged, run func() (reached bool)) {
+	n := a.enter(d)
+	a.logf("client %s connected to process %d (%d connected)", client.RemoteAddr(), d.target.PID, n)
 	reached := run()
-	n = a.leave(reached)
+	n = a.leave(d, reached)
 	a.logf("client %s left (%d connected)", client.RemoteAddr(), n)
 }
 
-// enter counts a client in (a session, or a diagnostic being taken).
-func (a *agent) enter() int {
+// enter counts a client in (a session on d, or with d nil a diagnostic
+// being taken).
+func (a *agent) enter(d *debugged) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.active++
+	if d != nil {
+		d.active++
+	}
 	return a.active
 }
 
-// leave counts a client out; reached says its session reached the
-// debugger. Once no client is left and a session has reached the debugger
-// since the last release, the debugger releases the target.
-func (a *agent) leave(reached bool) int {
+// leave counts a client out; reached says its session reached d's
+// debugger. Once no session is left on d and one has reached its debugger
+// since the last release, the debugger releases the process.
+func (a *agent) leave(d *debugged, reached bool) int {
 	a.mu.Lock()
 	a.active--
 	n := a.active
 	a.lastActive = time.Now()
-	a.used = a.used || reached
-	release := n == 0 && a.used
-	if release {
-		a.used = false
+	release := false
+	if d != nil {
+		d.active--
+		d.used = d.used || reached
+		if release = d.active == 0 && d.used; release {
+			d.used = false
+		}
 	}
 	a.mu.Unlock()
 	if release {
-		if err := a.dbg.release(a.logf); err != nil {
-			a.logf("releasing the target: %v", err)
+		if err := d.dbg.release(a.logf); err != nil {
+			a.logf("releasing process %d: %v", d.target.PID, err)
 		}
 	}
 	return n
@@ -484,84 +569,6 @@ type bufferedConn struct {
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// findTarget returns the target's pid: 1, unless PID 1 is the pod's pause
-// process (shareProcessNamespace), then the lowest pid that is neither pause
-// nor this agent. unreadable says the agent may not read the target's
-// /proc files as it is (another user's process, no SYS_PTRACE): pause is
-// then told by its name in /proc/PID/stat, which anyone may read.
-func findTarget(self int) (pid int, unreadable bool, err error) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, false, err
-	}
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil || p == self || isAncestorOf(p, self) {
-			continue
-		}
-		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p))
-		denied := errors.Is(err, os.ErrPermission)
-		name := filepath.Base(exe)
-		if denied {
-			name = processName(p)
-		} else if err != nil {
-			continue // a kernel thread or a process that just ended
-		}
-		if name == "pause" {
-			continue
-		}
-		if pid == 0 || p < pid {
-			pid, unreadable = p, denied
-		}
-	}
-	if pid == 0 {
-		return 0, false, runtimes.ErrNoTarget
-	}
-	return pid, unreadable, nil
-}
-
-// processName is the command name of pid, from /proc/PID/stat.
-func processName(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return ""
-	}
-	s := string(b)
-	i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if i < 0 || j < i {
-		return ""
-	}
-	return s[i+1 : j]
-}
-
-// isAncestorOf reports whether pid is a parent (or further ancestor) of
-// child — the agent's own process tree is never the target.
-func isAncestorOf(pid, child int) bool {
-	for p := child; p > 1; {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			return false
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			return false
-		}
-		fields := strings.Fields(s[i+1:])
-		if len(fields) < 2 {
-			return false
-		}
-		p, _ = strconv.Atoi(fields[1])
-		if p == pid {
-			return true
-		}
-	}
-	return false
-}
-
-// switchToTargetUser makes the agent run as pid's user, when it runs as
-// root and the target does not: a runtime that needs no ptrace reaches the
-// target (its /proc files, a signal, an attach socket) as that user with
 // no capability at all.
 func switchToTargetUser(pid int, logf func(string, ...any)) error {
 	if os.Geteuid() != 0 {

@@ -36,6 +36,7 @@ type debugpy struct {
 	target  *runtimes.Target
 	log     io.Writer
 	stage   string // the package's directory name inside the target: stagePrefix + content hash
+	proc    procfs // where processes are looked up (hostProc)
 
 	injectMu sync.Mutex // serialises injection; held while gdb runs
 	mu       sync.Mutex // guards addr; never held for long
@@ -50,12 +51,15 @@ func newDebugpy(cfg Config, t *runtimes.Target) (debugger, error) {
 	if err := requireFiles(runtimes.Python, gdb, filepath.Join(pkg, "debugpy")); err != nil {
 		return nil, err
 	}
+	if err := gdbRestoresRegisters(gdb, hostProc); err != nil {
+		return nil, err
+	}
 	sum, err := treeHash(pkg)
 	if err != nil {
 		return nil, fmt.Errorf("reading the image's debugpy at %s: %w", pkg, err)
 	}
 	return &debugpy{pkg: pkg, gdb: gdb, pythons: cfg.setting(runtimes.DebugpyPythonsEnv, runtimes.DebugpyPythonsDefault),
-		target: t, log: cfg.Log, stage: stagePrefix + sum}, nil
+		target: t, log: cfg.Log, stage: stagePrefix + sum, proc: hostProc}, nil
 }
 
 func (d *debugpy) address() string {
@@ -98,7 +102,7 @@ func (d *debugpy) ensure(ctx context.Context, logf func(string, ...any)) (string
 	d.injectMu.Lock()
 	defer d.injectMu.Unlock()
 	pid := d.target.PID
-	a, apid, found := findAdapter()
+	a, apid, found := findAdapter(d.proc, pid)
 	if known := d.address(); known != "" {
 		if found && net.JoinHostPort(a.Host, strconv.Itoa(a.Port)) == known {
 			return known, nil
@@ -151,9 +155,39 @@ func (d *debugpy) ensure(ctx context.Context, logf func(string, ...any)) (string
 		}
 	}
 	d.setAddress(addr)
+	if err := recordAdapter(d.proc, pid, dir, port); err != nil {
+		logf("recording debugpy's adapter: %v (a later agent finds it only if the target is its parent)", err)
+	}
 	logf("debugpy injected into pid %d in %s (copy %s, gdb %s); adapter at %s", pid, time.Since(start).Round(time.Millisecond),
 		gdbStart.Sub(start).Round(time.Millisecond), gdbTook.Round(time.Millisecond), addr)
 	return addr, nil
+}
+
+// gdbRestoresRegisters fails when gdb could not put the target's registers
+// back after a call on this node's CPU: gdb before 14 cannot where the
+// kernel enables AMX (flag amx_tile) — PTRACE_SETREGSET refuses its XSAVE
+// area, which is shorter than the CPU's ("Couldn't write extended state
+// status: Bad address") — and the target is left with half-restored
+// registers (seen: it died). Nothing touches the target then.
+func gdbRestoresRegisters(gdb string, fs procfs) error {
+	cpu, err := os.ReadFile(filepath.Join(string(fs), "cpuinfo"))
+	if err != nil || !strings.Contains(string(cpu), " amx_tile") {
+		return nil
+	}
+	out, err := exec.Command(gdb, "--version").Output()
+	if err != nil {
+		return nil // not a gdb that runs: the injection says so
+	}
+	first, _, _ := strings.Cut(string(out), "\n")
+	f := strings.Fields(first)
+	var major int
+	if len(f) > 0 {
+		fmt.Sscanf(f[len(f)-1], "%d", &major)
+	}
+	if major != 0 && major < 14 {
+		return fmt.Errorf("this debugger image's gdb (%s) cannot restore registers on this node's CPU, which has AMX: injecting debugpy with it would corrupt the target; use kdap's Python debugger image (gdb 14 or later), or build yours from images/python/Dockerfile", first)
+	}
+	return nil
 }
 
 // runGDB runs script in gdb attached to pid. gdb is never killed while it
@@ -309,27 +343,87 @@ func treeHash(dir string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil))[:12], err
 }
 
-// findAdapter looks for a debugpy adapter among the processes the agent
-// sees (the target's PID namespace).
-func findAdapter() (runtimes.DebugpyAdapter, int, bool) {
-	entries, _ := os.ReadDir("/proc")
+// findAdapter looks for the debugpy adapter of the target process, never
+// another process's: with several Python processes in the pod, an IDE must
+// not be connected to the wrong one. debugpy's adapter daemonizes, so its
+// parent is the PID namespace's first process, not the one that started
+// it: the agent records every adapter it starts (recordAdapter) and takes
+// the recorded one; an adapter nobody recorded (one the program started
+// itself, or an older agent's) is the target's when the target is its
+// parent.
+func findAdapter(fs procfs, target int) (runtimes.DebugpyAdapter, int, bool) {
+	owners := adapterOwners(fs, target)
+	me := processKey(fs, target)
+	entries, _ := os.ReadDir(string(fs))
+	var found runtimes.DebugpyAdapter
+	var foundPID int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil {
+		p, ok := readProcess(fs, pid)
+		if !ok {
 			continue
 		}
-		if a, ok := runtimes.ParseDebugpyAdapter(strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")); ok {
-			if a.Host == "" {
-				a.Host = "127.0.0.1"
-			}
+		a, ok := runtimes.ParseDebugpyAdapter(p.cmdline)
+		if !ok {
+			continue
+		}
+		if a.Host == "" {
+			a.Host = "127.0.0.1"
+		}
+		owner, recorded := owners[a.Port]
+		switch {
+		case recorded && owner == me:
 			return a, pid, true
+		case !recorded && (p.ppid == target || pid == target) && foundPID == 0: // (the target itself: someone's adapter, which kdap must not touch)
+			found, foundPID = a, pid
 		}
 	}
-	return runtimes.DebugpyAdapter{}, 0, false
+	return found, foundPID, foundPID != 0
+}
+
+// adapterRecordName names the record of the adapter started for the
+// process key (processKey) in a staging directory of the target's.
+const adapterRecordPrefix = "adapter-"
+
+// recordAdapter notes in the staging directory (the target's path dir)
+// that the adapter on port is the target's.
+func recordAdapter(fs procfs, target int, dir string, port int) error {
+	host := filepath.Join(fs.path(target, "root"), dir, adapterRecordPrefix+processKey(fs, target))
+	return os.WriteFile(host, []byte(strconv.Itoa(port)), 0o644)
+}
+
+// adapterOwners reads every adapter record in the target's staging
+// directories: port → the process key it was started for.
+func adapterOwners(fs procfs, target int) map[int]string {
+	owners := map[int]string{}
+	root := fs.path(target, "root")
+	for _, parent := range []string{"tmp", "dev/shm", "var/tmp"} {
+		records, _ := filepath.Glob(filepath.Join(root, parent, stagePrefix+"*", adapterRecordPrefix+"*"))
+		for _, r := range records {
+			b, err := os.ReadFile(r)
+			if port, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil {
+				owners[port] = strings.TrimPrefix(filepath.Base(r), adapterRecordPrefix)
+			}
+		}
+	}
+	return owners
+}
+
+// processKey tells pid from a later process with the same pid: "PID-START"
+// with its start time from /proc/PID/stat.
+func processKey(fs procfs, pid int) string {
+	b, _ := os.ReadFile(fs.path(pid, "stat"))
+	s := string(b)
+	start := "0"
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		if f := strings.Fields(s[i+1:]); len(f) > 19 {
+			start = f[19]
+		}
+	}
+	return fmt.Sprintf("%d-%s", pid, start)
 }
 
 // listening reports whether a socket listens on 127.0.0.1:port in the

@@ -92,6 +92,7 @@ func TestGDBNeverLeavesTheTargetInACall(t *testing.T) {
 	if err != nil {
 		t.Skip("gdb is not installed (make test installs it)")
 	}
+	skipIfGDBCannotWriteRegisters(t, gdb)
 	target := exec.Command("sleep", "300")
 	if err := target.Start(); err != nil {
 		t.Fatal(err)
@@ -119,6 +120,25 @@ func TestGDBNeverLeavesTheTargetInACall(t *testing.T) {
 	checkRunning(t, pid)
 }
 
+// skipIfGDBCannotWriteRegisters skips the test when this machine's gdb
+// cannot restore a thread's registers after a call (gdb 13 on a CPU with
+// AMX: "Couldn't write extended state status"); kdap's Python image carries
+// a gdb that can (debian.Trixie), which the e2e tests use.
+func skipIfGDBCannotWriteRegisters(t *testing.T, gdb string) {
+	t.Helper()
+	probe := exec.Command("sleep", "60")
+	if err := probe.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { probe.Process.Kill(); probe.Wait() }()
+	waitExec(t, probe.Process.Pid, "/sleep")
+	out, _ := exec.Command(gdb, "--nx", "--batch", "-p", fmt.Sprint(probe.Process.Pid), "-ex", "call (int)getpid()").CombinedOutput()
+	if strings.Contains(string(out), "Couldn't write extended state") {
+		t.Skipf("this machine's gdb (%s) cannot write registers on this CPU (AMX), so no call it makes can be undone: kdap's Python image carries gdb %d+; gdb said:\n%s",
+			gdb, 14, strings.TrimSpace(string(out)))
+	}
+}
+
 // waitExec waits until pid runs an executable whose path ends in suffix.
 func waitExec(t *testing.T, pid int, suffix string) {
 	t.Helper()
@@ -142,5 +162,32 @@ func checkRunning(t *testing.T, pid int) {
 		if len(f) >= 2 && ((f[0] == "State:" && f[1] != "S" && f[1] != "R") || (f[0] == "TracerPid:" && f[1] != "0")) {
 			t.Errorf("target after gdb: %s", line)
 		}
+	}
+}
+
+// TestOldGDBIsRefusedOnAnAMXCPU: a gdb older than 14 is never run against
+// a target on a CPU with AMX; anywhere else, or with a newer gdb, it is.
+func TestOldGDBIsRefusedOnAnAMXCPU(t *testing.T) {
+	dir := t.TempDir()
+	fakeGDB := func(version string) string {
+		p := filepath.Join(dir, "gdb-"+version)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\necho 'GNU gdb (Debian "+version+"-3) "+version+"'\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cpu := func(flags string) procfs {
+		d := t.TempDir()
+		os.WriteFile(filepath.Join(d, "cpuinfo"), []byte("processor\t: 0\nflags\t\t: fpu sse2 avx512f"+flags+"\n"), 0o644)
+		return procfs(d)
+	}
+	if err := gdbRestoresRegisters(fakeGDB("13.1"), cpu(" amx_bf16 amx_tile amx_int8")); err == nil || !strings.Contains(err.Error(), "corrupt the target") {
+		t.Errorf("gdb 13.1 on AMX: %v, want a refusal", err)
+	}
+	if err := gdbRestoresRegisters(fakeGDB("16.3"), cpu(" amx_tile")); err != nil {
+		t.Errorf("gdb 16.3 on AMX: %v", err)
+	}
+	if err := gdbRestoresRegisters(fakeGDB("13.1"), cpu("")); err != nil {
+		t.Errorf("gdb 13.1 without AMX: %v", err)
 	}
 }

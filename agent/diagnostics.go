@@ -60,8 +60,8 @@ func (a *agent) serveDiagnostic(ctx context.Context, conn net.Conn, kind string,
 		conn.Read(make([]byte, 1))
 		cancel()
 	}()
-	a.enter() // a diagnostic keeps the agent from its idle exit
-	defer a.leave(false)
+	a.enter(nil) // a diagnostic keeps the agent from its idle exit
+	defer a.leave(nil, false)
 	start := time.Now()
 	out, err := d.diagnose(ctx, kind, params, a.logf)
 	if err != nil {

@@ -41,23 +41,36 @@ const inspectorWait = 3 * time.Second
 // openInspector makes sure pid's inspector listens — sending SIGUSR1 if it
 // does not — and starts the relay js-debug connects to. ours says that kdap
 // opened this target's inspector before: one found listening is then
-// kdap's, not the target's own, and is closed after use.
-func openInspector(pid int, ours bool, logf func(string, ...any)) (*inspector, error) {
+// kdap's, not the target's own, and is closed after use. moved is the port
+// kdap moved it to then (0: none).
+//
+// An inspector SIGUSR1 opens on the shared default port (9229, the same in
+// every process of a Node.js cluster) is moved at once to a free port of
+// its own, so that the next worker's SIGUSR1 finds the default port free;
+// openings are serialised across the agent's debuggers for the same
+// reason.
+func openInspector(pid int, ours bool, moved int, logf func(string, ...any)) (*inspector, error) {
+	openMu.Lock()
+	defer openMu.Unlock()
 	host, port, _ := runtimes.NodeInspectorAddress(cmdlineOf(pid), runtimes.NodeOptions(pid))
 	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1" // --inspect=0.0.0.0:PORT listens on loopback too
 	}
+	defaultPort := port
+	if moved != 0 {
+		port = moved // process.debugPort follows inspector.open(port)
+	}
 	i := &inspector{pid: pid, conns: map[net.Conn]bool{}}
-	// opened finds the inspector: on port, or (--inspect-port=0) the
-	// target's one new listening socket.
+	// opened finds the inspector: on port, or (--inspect-port=0, or a
+	// debugPort kdap did not set) the target's one new listening socket.
 	before := listenersOf(pid)
 	opened := func() (int, error) {
-		if port == 0 {
-			for ino, p := range listenersOf(pid) {
-				if _, old := before[ino]; !old {
-					return p, nil
-				}
+		for ino, p := range listenersOf(pid) {
+			if _, old := before[ino]; !old && (port == 0 || p != port) {
+				return p, nil
 			}
+		}
+		if port == 0 {
 			return 0, nil
 		}
 		owner, found := portOwner(port)
@@ -100,6 +113,12 @@ func openInspector(pid int, ours bool, logf func(string, ...any)) (*inspector, e
 		}
 		i.addr = net.JoinHostPort(host, strconv.Itoa(p))
 		logf("SIGUSR1 opened the target's inspector at %s in %s", i.addr, time.Since(start).Round(time.Millisecond))
+		if p == defaultPort && host == "127.0.0.1" {
+			if err := i.move(logf); err != nil {
+				i.shut(logf)
+				return nil, err
+			}
+		}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -110,6 +129,55 @@ func openInspector(pid int, ours bool, logf func(string, ...any)) (*inspector, e
 	i.wg.Add(1)
 	go i.serveRelay()
 	return i, nil
+}
+
+// openMu serialises inspector openings: two Node.js processes of one pod
+// that SIGUSR1 at once would both try the default port.
+var openMu sync.Mutex
+
+// move reopens the inspector on a free loopback port — inspector.close()
+// then inspector.open(port), from a timer so that the reply is sent and
+// kdap's CDP session gone first (close waits for sessions to end) — and
+// waits until the new port is the target's and the old one is free.
+func (i *inspector) move(logf func(string, ...any)) error {
+	ctx, cancel := context.WithTimeout(context.Background(), inspectorWait)
+	defer cancel()
+	port, err := freeLoopbackPort()
+	if err != nil {
+		return err
+	}
+	c, err := dialCDP(ctx, i.addr)
+	if err != nil {
+		return fmt.Errorf("moving the target's inspector off %s: %w", i.addr, err)
+	}
+	expr := fmt.Sprintf(`((r) => { const i = r('inspector'); setTimeout(() => { i.close(); i.open(%d, '127.0.0.1'); }, 10); return true; })(typeof require === 'function' ? require : process.mainModule.require)`, port)
+	_, err = c.call(ctx, "Runtime.evaluate", map[string]any{"expression": expr, "includeCommandLineAPI": true, "returnByValue": true}, nil)
+	c.Close()
+	if err != nil {
+		return fmt.Errorf("moving the target's inspector off %s: %w", i.addr, err)
+	}
+	_, oldPort, _ := net.SplitHostPort(i.addr)
+	old, _ := strconv.Atoi(oldPort)
+	for {
+		owner, found := portOwner(port)
+		if prev, held := portOwner(old); found && owner == i.pid && (!held || prev != i.pid) {
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("the target (pid %d) did not move its inspector from port %d to %d within %s", i.pid, old, port, inspectorWait)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	logf("moved the target's inspector from port %d to %d, so that the pod's other Node.js processes can open theirs", old, port)
+	i.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	return nil
+}
+
+// port is the inspector's port.
+func (i *inspector) port() int {
+	_, p, _ := net.SplitHostPort(i.addr)
+	n, _ := strconv.Atoi(p)
+	return n
 }
 
 // relayAddr is where js-debug attaches (the inspector, through the relay).

@@ -36,6 +36,7 @@ type jsDebug struct {
 	sessions int
 	closed   chan struct{} // closed when the inspector is closed after the last session
 	ours     bool          // kdap has opened the target's inspector before
+	moved    int           // the port kdap's last opening left it on (process.debugPort)
 	closing  *closer       // the last inspector's close, while it waits for the event loop
 }
 
@@ -117,11 +118,13 @@ func (j *jsDebug) openLocked(logf func(string, ...any)) error {
 		<-j.closing.done
 		j.closing = nil
 	}
-	insp, err := openInspector(j.target.PID, j.ours, logf)
+	insp, err := openInspector(j.target.PID, j.ours, j.moved, logf)
 	if err != nil {
 		return err
 	}
-	j.ours = j.ours || !insp.preexisting
+	if !insp.preexisting {
+		j.ours, j.moved = true, insp.port()
+	}
 	j.insp, j.closed = insp, make(chan struct{})
 	return nil
 }

@@ -20,6 +20,10 @@ const (
 	// EnvLazy "true": attach no debugger until a session asks for one (an
 	// agent injected for a diagnostic), instead of at once.
 	EnvLazy = "KDAP_AGENT_LAZY"
+	// EnvContainerID is the target container's ID from the pod's status
+	// ("containerd://…"): the agent debugs only processes whose cgroup
+	// names it, never another container's in a shared PID namespace.
+	EnvContainerID = "KDAP_AGENT_CONTAINER_ID"
 )
 
 // A debugger image configures its runtime's driver in the agent with
@@ -39,7 +43,41 @@ type Status struct {
 	// Unavailable says why debugger sessions are refused (e.g. a JVM
 	// started without JDWP), while diagnostics may still work.
 	Unavailable string `json:"unavailable,omitempty"`
+	// Processes are the target container's processes, read anew for each
+	// status request (workers come and go); Target is the first of those
+	// debugged by default.
+	Processes []Process `json:"processes,omitempty"`
+	// ProcessesExact says the container's ID told its processes apart
+	// from other containers' (false: an agent without the ID, or a runtime
+	// whose cgroups do not name it; then it took every process but pause).
+	ProcessesExact bool `json:"processesExact,omitempty"`
 }
+
+// Process is one process of the target container.
+type Process struct {
+	PID     int    `json:"pid"`
+	PPID    int    `json:"ppid"`
+	Command string `json:"command"` // its command line
+	// Role is "main" (a process of the runtime whose parent is not one),
+	// "worker" (one started by another: gunicorn's, a Node.js cluster's)
+	// or "other" (a shell, an init, a helper: not debugged).
+	Role string `json:"role"`
+	// Default says kdap debugs it unless "process" says otherwise: the
+	// workers when there are any, else the main processes.
+	Default  bool `json:"default,omitempty"`
+	Sessions int  `json:"sessions,omitempty"` // debugger sessions on it now
+}
+
+// Debuggable says the process runs the runtime's program.
+func (p Process) Debuggable() bool { return p.Role == "main" || p.Role == "worker" }
+
+// ProcessPreamble, followed by a pid and a newline, may start a
+// connection to the agent: the session that follows is on that process
+// of the target container rather than on the status document's target.
+const ProcessPreamble = "KDAP-PROCESS "
+
+// ProcessLine is the preamble that picks pid.
+func ProcessLine(pid int) string { return fmt.Sprintf("%s%d\n", ProcessPreamble, pid) }
 
 // Heartbeats. A client that stays connected but goes silent — kdap stopped
 // or frozen, a path that keeps the connection and carries nothing — would

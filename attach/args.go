@@ -19,7 +19,7 @@ import (
 // A runtime's explicit path-mapping arguments (runtimes.Runtime.MappingArgs)
 // are its debugger's own and are read by that runtime.
 type Args struct {
-	Target     string `json:"target"`    // pod/NAME, deployment/NAME or NAME
+	Target     string `json:"target"`    // pod/NAME, deployment/NAME, statefulset/NAME, selector/LABELS or NAME
 	Namespace  string `json:"namespace"` // default: the kubeconfig context's
 	Container  string `json:"container"` // default: the pod's default-container annotation, else its only container
 	Context    string `json:"context"`   // kubeconfig context
@@ -28,6 +28,16 @@ type Args struct {
 	LocalRoot  string `json:"localRoot"` // the IDE's source folder
 	Image      string `json:"image"`     // debugger image override
 	AgentTTL   string `json:"agentTTL"`  // e.g. 15m
+	// Process picks the target container's processes to debug: "" (the
+	// workers when a master runs some, else the main process), "all", a
+	// pid, or a part of the command line. Several become child sessions.
+	Process string `json:"process"`
+	// Replicas "all" debugs every Running pod of a deployment, statefulset
+	// or label selector as a child session; "" debugs the newest.
+	Replicas string `json:"replicas"`
+	// NewReplicas, with replicas "all", attaches pods that start during
+	// the session too.
+	NewReplicas bool `json:"newReplicas"`
 }
 
 // ParseArgs decodes and checks attach arguments.
@@ -43,6 +53,9 @@ func ParseArgs(raw json.RawMessage) (Args, error) {
 	}
 	if a.Runtime != "" && a.Runtime != "auto" && runtimes.Lookup(a.Runtime) == nil {
 		return a, fmt.Errorf(`runtime %q is not one kdap debugs: use "auto" or one of %s`, a.Runtime, strings.Join(runtimes.Names(), ", "))
+	}
+	if a.Replicas != "" && a.Replicas != "all" {
+		return a, fmt.Errorf(`replicas %q: use "all" (every Running pod, a child session each) or leave it out (the newest pod)`, a.Replicas)
 	}
 	if a.AgentTTL != "" {
 		if _, err := time.ParseDuration(a.AgentTTL); err != nil {
@@ -63,6 +76,10 @@ func targetRef(target string) (kind, name string, err error) {
 		return "pod", name, nil
 	case "deployment", "deployments", "deploy":
 		return "deployment", name, nil
+	case "statefulset", "statefulsets", "sts":
+		return "statefulset", name, nil
+	case "selector", "label", "l":
+		return "selector", name, nil
 	}
-	return "", "", fmt.Errorf("target %q: kind %q is not supported; use pod/NAME or deployment/NAME", target, kind)
+	return "", "", fmt.Errorf("target %q: kind %q is not supported; use pod/NAME, deployment/NAME, statefulset/NAME or selector/LABEL=VALUE", target, kind)
 }

@@ -119,7 +119,8 @@ func prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 	if args.AgentTTL != "" {
 		ttl, _ = time.ParseDuration(args.AgentTTL)
 	}
-	opts := inject.Options{Image: image, Target: container, Runtime: rt.Name, TTL: ttl, Ptrace: rt.NeedsPtrace(), Lazy: cfg.Lazy}
+	opts := inject.Options{Image: image, Target: container, Runtime: rt.Name, TTL: ttl, Ptrace: rt.NeedsPtrace(), Lazy: cfg.Lazy,
+		ContainerID: containerID(pod, container)}
 	if uid, gid := inject.TargetUser(pod, container); uid != nil && *uid != 0 {
 		// As the target's own user the debugger may ptrace it and read its
 		// files without SYS_PTRACE, so PodSecurity baseline allows it.
@@ -166,6 +167,17 @@ func prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 		return nil, err
 	}
 	return ep, nil
+}
+
+// containerID is the ID the pod's status gives the container ("" before
+// it has started).
+func containerID(pod *corev1.Pod, container string) string {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == container {
+			return cs.ContainerID
+		}
+	}
+	return ""
 }
 
 // chooseRuntime is the runtime asked for, or for "auto" the one the
@@ -342,12 +354,22 @@ func randomSuffix() string {
 // Attacher connects DAP sessions to Kubernetes targets (dap.Attacher).
 type Attacher struct{ Config Config }
 
-// Attach prepares the endpoint, translates the attach arguments for the
-// runtime's debugger and opens the DAP connection through the forward.
-func (a *Attacher) Attach(ctx context.Context, raw json.RawMessage, r dap.Reporter) (*dap.Debugger, error) {
+// Attach prepares the endpoint, picks the processes to debug, translates
+// the attach arguments for the runtime's debugger and opens the DAP
+// connection through the forward. Several processes, or replicas "all",
+// make the session a parent of one child session each, when the client
+// takes startDebugging.
+func (a *Attacher) Attach(ctx context.Context, req dap.AttachRequest, r dap.Reporter) (*dap.Debugger, error) {
+	raw := req.Arguments
 	args, err := ParseArgs(raw)
 	if err != nil {
 		return nil, err
+	}
+	if kind, name, _ := targetRef(args.Target); args.Replicas == "all" && kind != "pod" {
+		if !req.ChildSessions {
+			return nil, fmt.Errorf(`"replicas": "all" needs an IDE that starts child sessions (DAP startDebugging), and this one does not: debug each pod in a session of its own ("target": "pod/NAME"), or leave "replicas" out for the newest pod`)
+		}
+		return a.replicaChildren(ctx, raw, args, kind, name, r)
 	}
 	ep, err := Prepare(ctx, a.Config, args, r)
 	if err != nil {
@@ -362,6 +384,26 @@ func (a *Attacher) Attach(ctx context.Context, raw json.RawMessage, r dap.Report
 	if ep.Status.Unavailable != "" {
 		ep.Forward.Close()
 		return nil, errors.New(ep.Status.Unavailable)
+	}
+	chosen, err := chooseProcesses(ep.Status, args.Process)
+	if err != nil {
+		ep.Forward.Close()
+		return nil, err
+	}
+	if len(ep.Status.Processes) > 1 {
+		r.Output(describeProcesses(ep.Status, chosen))
+	}
+	if len(chosen) > 1 {
+		if req.ChildSessions {
+			return processChildren(ep, raw, args, chosen, r), nil
+		}
+		r.Output(fmt.Sprintf("kdap: your IDE does not start child sessions (DAP startDebugging), so this session debugs pid %d only: set \"process\" to another pid to debug that one", chosen[0].PID))
+		chosen = chosen[:1]
+	}
+	if pid := chosen[0].PID; pid != t.PID {
+		other := *t // a process of the same container and runtime: the same program's sources
+		other.PID = pid
+		t = &other
 	}
 	var localFiles []string
 	if args.LocalRoot != "" {
@@ -386,6 +428,13 @@ func (a *Attacher) Attach(ctx context.Context, raw json.RawMessage, r dap.Report
 		ep.Forward.Close()
 		return nil, err
 	}
+	if t.PID != ep.Status.Target.PID {
+		if _, err := io.WriteString(conn, agentapi.ProcessLine(t.PID)); err != nil {
+			conn.Close()
+			ep.Forward.Close()
+			return nil, err
+		}
+	}
 	fc := &forwardedConn{Conn: conn, fwd: ep.Forward}
 	go func() { // a lost forward ends the connection, so the session notices
 		<-ep.Forward.Done()
@@ -393,7 +442,15 @@ func (a *Attacher) Attach(ctx context.Context, raw json.RawMessage, r dap.Report
 	}()
 	return &dap.Debugger{Conn: fc, AttachArguments: debuggerArgs,
 		Heartbeat: dap.Heartbeat{Every: agentapi.HeartbeatInterval, Command: agentapi.HeartbeatCommand},
-		Lost:      func() string { return ep.TargetNote(context.Background()) }}, nil
+		Lost: func() string {
+			note := ep.TargetNote(context.Background())
+			if len(ep.Status.Processes) > 1 {
+				if p, ok := ep.ProcessNote(context.Background(), t.PID); ok {
+					note = p + "; " + note
+				}
+			}
+			return note
+		}}, nil
 }
 
 // Describe is the target process for messages: "Java 17.0.15,

@@ -3,11 +3,15 @@ package attach
 import (
 	"context"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kdap/kdap/agentapi"
+	"github.com/kdap/kdap/runtimes"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -36,18 +40,20 @@ func TestParseArgs(t *testing.T) {
 
 func TestTargetRef(t *testing.T) {
 	for in, want := range map[string][2]string{
-		"web":            {"pod", "web"},
-		"pod/web":        {"pod", "web"},
-		"po/web":         {"pod", "web"},
-		"deployment/api": {"deployment", "api"},
-		"deploy/api":     {"deployment", "api"},
+		"web":                            {"pod", "web"},
+		"pod/web":                        {"pod", "web"},
+		"po/web":                         {"pod", "web"},
+		"deployment/api":                 {"deployment", "api"},
+		"deploy/api":                     {"deployment", "api"},
+		"sts/db":                         {"statefulset", "db"},
+		"selector/app=web,tier in (a,b)": {"selector", "app=web,tier in (a,b)"},
 	} {
 		kind, name, err := targetRef(in)
 		if err != nil || kind != want[0] || name != want[1] {
 			t.Errorf("targetRef(%q) = %s, %s, %v", in, kind, name, err)
 		}
 	}
-	if _, _, err := targetRef("statefulset/db"); err == nil || !strings.Contains(err.Error(), "pod/NAME or deployment/NAME") {
+	if _, _, err := targetRef("job/db"); err == nil || !strings.Contains(err.Error(), "selector/LABEL=VALUE") {
 		t.Errorf("unsupported kind: %v", err)
 	}
 }
@@ -103,5 +109,52 @@ func TestDistance(t *testing.T) {
 		if got := distance(tc.a, tc.b); got != tc.d {
 			t.Errorf("distance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.d)
 		}
+	}
+}
+
+func TestChooseProcesses(t *testing.T) {
+	st := agentapi.Status{Target: &runtimes.Target{Runtime: "python", PID: 8}, Processes: []agentapi.Process{
+		{PID: 1, Command: "/usr/bin/python3 /usr/bin/gunicorn -w 2 app:app", Role: "main"},
+		{PID: 8, PPID: 1, Command: "/usr/bin/python3 /usr/bin/gunicorn -w 2 app:app", Role: "worker", Default: true},
+		{PID: 9, PPID: 1, Command: "/usr/bin/python3 /usr/bin/gunicorn -w 2 app:app", Role: "worker", Default: true},
+		{PID: 20, PPID: 8, Command: "/usr/bin/python3 /tmp/kdap-debugpy-1/debugpy/adapter --port 5678", Role: "other"},
+	}}
+	for _, tc := range []struct {
+		want    string
+		pids    []int
+		wantErr string
+	}{
+		{"", []int{8, 9}, ""},
+		{"all", []int{1, 8, 9}, ""},
+		{"1", []int{1}, ""},
+		{" 9 ", []int{9}, ""},
+		{"gunicorn", []int{1, 8, 9}, ""},
+		{"20", nil, "not a python program"},
+		{"77", nil, `no process of the target container matches "process": "77"`},
+		{"celery", nil, "1 (main: /usr/bin/python3 /usr/bin/gunicorn -w 2 app:app), 8 (worker"},
+	} {
+		got, err := chooseProcesses(st, tc.want)
+		var pids []int
+		for _, p := range got {
+			pids = append(pids, p.PID)
+		}
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("process %q: err = %v, want one containing %q", tc.want, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(pids, tc.pids) {
+			t.Errorf("process %q = %v, %v; want %v", tc.want, pids, err, tc.pids)
+		}
+	}
+}
+
+func TestChildConfigNarrowsTheParent(t *testing.T) {
+	raw := []byte(`{"type":"kdap","request":"attach","name":"web","target":"deployment/web","replicas":"all","newReplicas":true,"localRoot":"/src","__sessionId":"x"}`)
+	got := childConfig(raw, "pod web-1", map[string]any{"target": "pod/web-1", "namespace": "shop"})
+	want := map[string]any{"type": "kdap", "request": "attach", "name": "pod web-1", "target": "pod/web-1", "namespace": "shop", "localRoot": "/src"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("childConfig = %v, want %v", got, want)
 	}
 }

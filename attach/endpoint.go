@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kdap/kdap/agentapi"
@@ -144,6 +145,8 @@ func (ep *Endpoint) TargetNote(ctx context.Context) string {
 	defer cancel()
 	pod, err := ep.Client.CoreV1().Pods(ep.Namespace).Get(ctx, ep.Pod, metav1.GetOptions{})
 	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Sprintf("pod %s/%s has been deleted", ep.Namespace, ep.Pod)
 	case err != nil:
 		return fmt.Sprintf("the cluster cannot be asked about pod %s/%s now (%v)", ep.Namespace, ep.Pod, err)
 	case pod.UID != ep.PodUID:
@@ -197,4 +200,28 @@ func relay(rt *runtimes.Runtime, client, agent net.Conn, note func(string)) {
 	client.Close()
 	agent.Close()
 	<-done
+}
+
+// ProcessNote says whether process pid of the target container still
+// runs, from the agent's process list read through a new forward (the
+// session's own has ended with it); ok is false when the agent cannot be
+// asked.
+func (ep *Endpoint) ProcessNote(ctx context.Context, pid int) (note string, ok bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	f, err := forward.Start(ctx, ep.dialer, 0, ep.port)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	st, err := readStatus(ctx, f.Addr())
+	if err != nil {
+		return "", false
+	}
+	for _, p := range st.Processes {
+		if p.PID == pid {
+			return fmt.Sprintf("process %d still runs in container %s", pid, ep.Container), true
+		}
+	}
+	return fmt.Sprintf("process %d has exited (container %s runs on)", pid, ep.Container), true
 }

@@ -18,31 +18,24 @@ import (
 // defaultContainerAnnotation names the container kubectl picks by default.
 const defaultContainerAnnotation = "kubectl.kubernetes.io/default-container"
 
-// resolvePod finds the Running pod the target names; for a deployment it
+// resolvePod finds the Running pod the target names; for a workload it
 // picks the newest Running pod and says which through note.
 func resolvePod(ctx context.Context, client kubernetes.Interface, ns, target string, note func(string)) (*corev1.Pod, error) {
 	kind, name, err := targetRef(target)
 	if err != nil {
 		return nil, err
 	}
-	if kind == "deployment" {
-		dep, err := client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return nil, explainGet(ctx, client, err, ns, "deployment", name)
-		}
-		sel, err := metav1.LabelSelectorAsSelector(dep.Spec.Selector)
+	if kind != "pod" {
+		pods, err := workloadPods(ctx, client, ns, kind, name)
 		if err != nil {
 			return nil, err
 		}
-		pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-		if err != nil {
-			return nil, explainGet(ctx, client, err, ns, "pods", "")
+		pod := newestRunning(pods)
+		if n := countRunning(pods); n > 1 {
+			note(fmt.Sprintf("%s/%s: using pod %s (newest of %d Running; \"replicas\": \"all\" debugs each as a child session)", kind, name, pod.Name, n))
+		} else {
+			note(fmt.Sprintf("%s/%s: using pod %s", kind, name, pod.Name))
 		}
-		pod := newestRunning(pods.Items)
-		if pod == nil {
-			return nil, fmt.Errorf("deployment %s/%s has no Running pod (%d pods match %s)", ns, name, len(pods.Items), sel)
-		}
-		note(fmt.Sprintf("deployment/%s: using pod %s (newest of %d Running)", name, pod.Name, countRunning(pods.Items)))
 		return pod, nil
 	}
 	pod, err := client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
@@ -53,6 +46,46 @@ func resolvePod(ctx context.Context, client kubernetes.Interface, ns, target str
 		return nil, fmt.Errorf("pod %s/%s is %s, not Running: kdap attaches to a running process (%s)", ns, name, pod.Status.Phase, podReason(pod))
 	}
 	return pod, nil
+}
+
+// workloadPods lists the pods of a deployment, a statefulset or a label
+// selector; it fails when none is Running.
+func workloadPods(ctx context.Context, client kubernetes.Interface, ns, kind, name string) ([]corev1.Pod, error) {
+	var sel labels.Selector
+	switch kind {
+	case "deployment", "statefulset":
+		var ls *metav1.LabelSelector
+		if kind == "deployment" {
+			dep, err := client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return nil, explainGet(ctx, client, err, ns, kind, name)
+			}
+			ls = dep.Spec.Selector
+		} else {
+			sts, err := client.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return nil, explainGet(ctx, client, err, ns, kind, name)
+			}
+			ls = sts.Spec.Selector
+		}
+		var err error
+		if sel, err = metav1.LabelSelectorAsSelector(ls); err != nil {
+			return nil, err
+		}
+	default:
+		var err error
+		if sel, err = labels.Parse(name); err != nil {
+			return nil, fmt.Errorf("selector %q: %v (write it as kubectl -l takes it, e.g. selector/app=web)", name, err)
+		}
+	}
+	pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, explainGet(ctx, client, err, ns, "pods", "")
+	}
+	if countRunning(pods.Items) == 0 {
+		return nil, fmt.Errorf("%s/%s in namespace %s has no Running pod (%d pods match %s)", kind, name, ns, len(pods.Items), sel)
+	}
+	return pods.Items, nil
 }
 
 func newestRunning(pods []corev1.Pod) *corev1.Pod {
@@ -72,7 +105,7 @@ func newestRunning(pods []corev1.Pod) *corev1.Pod {
 func countRunning(pods []corev1.Pod) int {
 	n := 0
 	for _, p := range pods {
-		if p.Status.Phase == corev1.PodRunning {
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
 			n++
 		}
 	}
@@ -163,6 +196,13 @@ func names(ctx context.Context, client kubernetes.Interface, ns, kind string) []
 		deps, err := client.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
 		if err == nil {
 			for _, d := range deps.Items {
+				out = append(out, d.Name)
+			}
+		}
+	case "statefulset":
+		sets, err := client.AppsV1().StatefulSets(ns).List(ctx, metav1.ListOptions{})
+		if err == nil {
+			for _, d := range sets.Items {
 				out = append(out, d.Name)
 			}
 		}

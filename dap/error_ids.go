@@ -18,3 +18,7 @@ const (
 	// ErrIDTerminateRefused: a terminate request without --allow-terminate.
 	ErrIDTerminateRefused
 )
+
+// ErrIDParentSession: a request to a parent session that only starts child
+// sessions (one per process or pod) and debugs nothing itself.
+const ErrIDParentSession = ErrIDTerminateRefused + 1

@@ -19,7 +19,16 @@ type Attacher interface {
 	// connects to its debugger and returns the connection. It must return
 	// promptly once ctx is done. Its error is shown to the user as is, so it
 	// should say what to do.
-	Attach(ctx context.Context, args json.RawMessage, r Reporter) (*Debugger, error)
+	Attach(ctx context.Context, req AttachRequest, r Reporter) (*Debugger, error)
+}
+
+// AttachRequest is the client's attach, with what the client can do.
+type AttachRequest struct {
+	Arguments json.RawMessage
+	// ChildSessions says the client takes startDebugging requests (its
+	// initialize said supportsStartDebuggingRequest): a Debugger with
+	// Children is then shown as a session per child.
+	ChildSessions bool
 }
 
 // Reporter tells the user what a slow attach is doing.
@@ -28,7 +37,9 @@ type Reporter interface {
 	Output(text string)   // a line in the debug console
 }
 
-// Debugger is a connection to a debugger, ready for its DAP initialize.
+// Debugger is a connection to a debugger, ready for its DAP initialize —
+// or, with Children instead of Conn, a parent session that debugs nothing
+// itself and asks the client to start a child session per process or pod.
 type Debugger struct {
 	Conn            io.ReadWriteCloser
 	AttachArguments json.RawMessage // arguments of the attach request sent to it
@@ -36,6 +47,23 @@ type Debugger struct {
 	// Lost, if set, says what is known of the target once the connection
 	// to the debugger is lost (it may ask the cluster); the user is told.
 	Lost func() string
+	// Children, when set, makes this a parent session (Conn is nil).
+	Children *Children
+}
+
+// Children are the child sessions of a parent session: each Child
+// received is started through the client's startDebugging request. The
+// sender closes Start when no more will come; Stop, called once when the
+// parent session ends, ends the sender and waits for it.
+type Children struct {
+	Start <-chan Child
+	Stop  func()
+}
+
+// Child is one child session: the attach configuration the client starts
+// it with (its "name" is the title the client shows).
+type Child struct {
+	Configuration map[string]any
 }
 
 // Heartbeat is a request the session sends the debugger every Every (if
@@ -67,12 +95,13 @@ type Options struct {
 func Serve(ctx context.Context, client io.ReadWriteCloser, attacher Attacher, opts Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &session{
-		opts:      opts,
-		attacher:  attacher,
-		done:      make(chan struct{}),
-		forwarded: map[int]int{},
-		internal:  map[int]func(*Message){},
-		reverse:   map[int]int{},
+		opts:        opts,
+		attacher:    attacher,
+		done:        make(chan struct{}),
+		forwarded:   map[int]int{},
+		internal:    map[int]func(*Message){},
+		reverse:     map[int]int{},
+		childStarts: map[int]string{},
 	}
 	s.client = s.newPeer("IDE", client)
 	defer func() {
@@ -90,6 +119,7 @@ const (
 	handshaking              // debugger connected, its initialize under way
 	attached                 // relaying
 	lost                     // the debugger connection ended
+	parent                   // a parent of child sessions: no debugger of its own
 )
 
 type session struct {
@@ -116,6 +146,9 @@ type session struct {
 	disconnecting    bool
 	heartbeat        *time.Ticker // while connected to a debugger that wants heartbeats
 	heartbeatCommand string
+	childSessions    bool           // the client takes startDebugging
+	children         *Children      // a parent session's, once attached
+	childStarts      map[int]string // client-side seq of a startDebugging request → the child's name
 }
 
 type attachResult struct {
@@ -128,6 +161,10 @@ func (s *session) loop(ctx context.Context) error {
 	for {
 		var fromDebugger <-chan Incoming
 		var beat <-chan time.Time
+		var childStart <-chan Child
+		if s.children != nil {
+			childStart = s.children.Start
+		}
 		if s.debugger != nil {
 			fromDebugger = s.debugger.In()
 			if s.heartbeat != nil {
@@ -159,6 +196,12 @@ func (s *session) loop(ctx context.Context) error {
 			}
 		case res := <-s.attachDone:
 			s.attachFinished(res)
+		case c, ok := <-childStart:
+			if !ok {
+				s.children.Start = nil // no more; the parent stays until the client ends it
+				continue
+			}
+			s.startChild(c)
 		}
 	}
 }
@@ -166,7 +209,14 @@ func (s *session) loop(ctx context.Context) error {
 // fromClient handles one message from the IDE; done ends the session.
 func (s *session) fromClient(ctx context.Context, m *Message) (done bool, err error) {
 	switch m.Type {
-	case "response": // to a reverse request we relayed
+	case "response": // to a reverse request we relayed, or a child's start
+		if name, ok := s.childStarts[m.RequestSeq]; ok {
+			delete(s.childStarts, m.RequestSeq)
+			if !m.Success {
+				s.output("stderr", fmt.Sprintf("kdap: the IDE did not start the session for %s: %s\n", name, m.ErrorText()))
+			}
+			return false, nil
+		}
 		if dseq, ok := s.reverse[m.RequestSeq]; ok && s.state == attached {
 			delete(s.reverse, m.RequestSeq)
 			_, err := s.debugger.Relay(m, dseq, nil)
@@ -175,6 +225,9 @@ func (s *session) fromClient(ctx context.Context, m *Message) (done bool, err er
 		return false, nil
 	case "event":
 		return false, nil // clients send no events; nothing to relay it to
+	}
+	if s.state == parent {
+		return s.asParent(m)
 	}
 	if s.state == attached {
 		if m.Command == "terminate" && !s.opts.AllowTerminate {
@@ -198,6 +251,7 @@ func (s *session) fromClient(ctx context.Context, m *Message) (done bool, err er
 		var args godap.InitializeRequestArguments
 		json.Unmarshal(s.initArgs, &args)
 		s.progress = args.SupportsProgressReporting
+		s.childSessions = args.SupportsStartDebuggingRequest
 		resp := &godap.InitializeResponse{Response: response(m), Body: godap.Capabilities{
 			SupportsConfigurationDoneRequest: true,
 		}}
@@ -265,11 +319,11 @@ func (s *session) startAttach(ctx context.Context, m *Message) {
 			ProgressId: progressID, Title: "kdap: attaching", RequestId: m.Seq,
 		}})
 	}
-	args := m.Arguments()
+	req := AttachRequest{Arguments: m.Arguments(), ChildSessions: s.childSessions}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		dbg, err := s.attacher.Attach(actx, args, reporter{s})
+		dbg, err := s.attacher.Attach(actx, req, reporter{s})
 		if err == nil && dbg == nil {
 			err = errors.New("internal error: no debugger and no error from attach")
 		}
@@ -283,13 +337,15 @@ const progressID = "kdap-attach"
 func (s *session) attachFinished(res attachResult) {
 	s.attachDone = nil
 	if s.attachReq == nil { // cancelled meanwhile
-		if res.dbg != nil {
-			res.dbg.Conn.Close()
-		}
+		res.dbg.close()
 		return
 	}
 	if res.err != nil {
 		s.failAttach(res.err.Error())
+		return
+	}
+	if res.dbg.Children != nil {
+		s.becomeParent(res.dbg.Children)
 		return
 	}
 	s.debugger = s.newPeer("debugger", res.dbg.Conn)
@@ -461,9 +517,11 @@ func (s *session) shutdown() {
 		s.attachCancel()
 	}
 	if s.attachDone != nil {
-		if res := <-s.attachDone; res.dbg != nil {
-			res.dbg.Conn.Close()
-		}
+		res := <-s.attachDone
+		res.dbg.close()
+	}
+	if s.children != nil {
+		s.children.Stop()
 	}
 	// The debugger first, so it sees the end before the IDE does; each gets
 	// what is queued for it (the last response, a terminated event).

@@ -148,7 +148,8 @@ type attacher struct {
 	lost      func() string
 }
 
-func (a *attacher) Attach(ctx context.Context, args json.RawMessage, r dap.Reporter) (*dap.Debugger, error) {
+func (a *attacher) Attach(ctx context.Context, req dap.AttachRequest, r dap.Reporter) (*dap.Debugger, error) {
+	args := req.Arguments
 	a.args = args
 	for _, s := range a.steps {
 		r.Progress(s)

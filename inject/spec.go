@@ -32,6 +32,9 @@ type Options struct {
 	RunAsUser  *int64        // run as this uid (the target's, when known)
 	RunAsGroup *int64        // and this gid
 	Lazy       bool          // the agent attaches no debugger until a session comes (diagnostics)
+	// ContainerID is the target container's ID from the pod's status: the
+	// agent debugs only processes whose cgroup names it.
+	ContainerID string
 }
 
 // Agent is an injected agent container.
@@ -57,6 +60,9 @@ func Container(name string, o Options) corev1.EphemeralContainer {
 	}
 	if o.Lazy {
 		env = append(env, corev1.EnvVar{Name: agentapi.EnvLazy, Value: "true"})
+	}
+	if o.ContainerID != "" {
+		env = append(env, corev1.EnvVar{Name: agentapi.EnvContainerID, Value: o.ContainerID})
 	}
 	return corev1.EphemeralContainer{
 		EphemeralContainerCommon: corev1.EphemeralContainerCommon{

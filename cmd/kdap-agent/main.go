@@ -26,6 +26,7 @@ func main() {
 	ttl := flag.String("ttl", envOr(agentapi.EnvTTL, "15m"), "idle time before the agent detaches and exits")
 	flag.IntVar(&cfg.PID, "pid", 0, "target pid (default: found in the target container)")
 	flag.BoolVar(&cfg.Lazy, "lazy", envOr(agentapi.EnvLazy, "false") == "true", "attach no debugger until a session asks for one")
+	flag.StringVar(&cfg.ContainerID, "container-id", os.Getenv(agentapi.EnvContainerID), "the target container's ID (containerd://…): only its processes are debugged")
 	flag.Parse()
 	d, err := time.ParseDuration(*ttl)
 	if err != nil {

@@ -111,6 +111,27 @@ func (c *Client) Expect(t testing.TB, what string, match func(*dap.Message) bool
 	}
 }
 
+// Poll is Expect that does not fail: the first message match accepts
+// within d, skipping others, or false when none came or the connection
+// ended.
+func (c *Client) Poll(match func(*dap.Message) bool, within time.Duration) (*dap.Message, bool) {
+	deadline := time.After(within)
+	for {
+		select {
+		case m, ok := <-c.in:
+			if !ok {
+				return nil, false
+			}
+			c.remember(m)
+			if match(m) {
+				return m, true
+			}
+		case <-deadline:
+			return nil, false
+		}
+	}
+}
+
 // ExpectResponse waits for the response to request seq and fails the test
 // unless it succeeded.
 func (c *Client) ExpectResponse(t testing.TB, seq int) *dap.Message {

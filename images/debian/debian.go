@@ -29,12 +29,26 @@ type System struct {
 }
 
 // Bookworm is the root file system kdap's images take files from: Python,
-// gdb and debugpy; the C and C++ runtime libraries come with them.
+// gdb and debugpy; the C and C++ runtime libraries come with them; gunicorn
+// for the tests' pre-fork Python service.
 // libboost-regex1.74.0 is named because --include does not resolve the
 // virtual package gdb's libsource-highlight4v5 depends on.
 var Bookworm = System{
 	Suite:    "bookworm",
-	Packages: []string{"python3", "gdb", "python3-debugpy", "libboost-regex1.74.0"},
+	Packages: []string{"python3", "gdb", "python3-debugpy", "libboost-regex1.74.0", "gunicorn"},
+	Check:    "usr/bin/gdb",
+}
+
+// Trixie is the root file system of kdap's Python debugger image: gdb 16.
+// Bookworm's gdb 13 cannot write a thread's registers on CPUs with AMX
+// (Sapphire Rapids and later) under Linux ≥ 5.16 — PTRACE_SETREGSET of the
+// XSAVE area fails with "Couldn't write extended state status: Bad
+// address" — so every call it makes into a target leaves the target with
+// half-restored registers (measured: the target died); gdb 14 learnt the
+// AMX state.
+var Trixie = System{
+	Suite:    "trixie",
+	Packages: []string{"gdb"},
 	Check:    "usr/bin/gdb",
 }
 

@@ -136,8 +136,12 @@ func build(ctx context.Context, rt *runtimes.Runtime, repoDir, dir, ref string, 
 			if err != nil {
 				return nil, err
 			}
+			gdbRootfs, err := debian.Trixie.RootfsFor(ctx, arch, os.Stderr)
+			if err != nil {
+				return nil, err
+			}
 			t := filepath.Join(dir, arch+".tar")
-			if err := pyimage.WriteArch(ctx, repoDir, rootfs, t, ref, arch); err != nil {
+			if err := pyimage.WriteArch(ctx, repoDir, rootfs, gdbRootfs, t, ref, arch); err != nil {
 				return nil, err
 			}
 			tars = append(tars, t)

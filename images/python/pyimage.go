@@ -1,7 +1,10 @@
-// Package pyimage writes kdap's Python debugger image — the agent, gdb and
-// Debian's debugpy on the Debian root file system of images/debian — as a
-// docker-archive tarball, without a container engine. images/python/Dockerfile
-// builds the same image for users with a registry.
+// Package pyimage writes kdap's Python debugger image — the agent, gdb from
+// Debian trixie's root file system (debian.Trixie: a gdb that can write
+// registers on every x86 CPU) and debugpy from bookworm's (debian.Bookworm:
+// the pinned debugpy, whose attach library needs no newer glibc than
+// bookworm's in the target) — as a docker-archive tarball, without a
+// container engine. images/python/Dockerfile builds the same image for users
+// with a registry.
 package pyimage
 
 import (
@@ -26,20 +29,28 @@ const (
 	DebugpyDir = "/kdap/python"
 )
 
-// Write writes the Python debugger image as ref to file: the root file
-// system without documentation and package lists, debugpy with its links
-// resolved at DebugpyDir, and the agent built from repoDir.
-func Write(ctx context.Context, repoDir, rootfs, file, ref string) error {
-	return WriteArch(ctx, repoDir, rootfs, file, ref, "")
+// Write writes the Python debugger image as ref to file: gdbRootfs (gdb's
+// root file system) without documentation and package lists, rootfs's
+// debugpy with its links resolved at DebugpyDir, and the agent built from
+// repoDir.
+func Write(ctx context.Context, repoDir, rootfs, gdbRootfs, file, ref string) error {
+	return WriteArch(ctx, repoDir, rootfs, gdbRootfs, file, ref, "")
 }
+
+// MinGDB is the oldest gdb major version the image may carry (see
+// debian.Trixie).
+const MinGDB = 14
 
 // Arches are the architectures the image is built for.
 var Arches = []string{"amd64", "arm64"}
 
 // WriteArch is Write for arch (a GOARCH; "" for this machine's), from that
-// architecture's root file system (debian.RootfsFor).
-func WriteArch(ctx context.Context, repoDir, rootfs, file, ref, arch string) error {
+// architecture's root file systems (debian.RootfsFor).
+func WriteArch(ctx context.Context, repoDir, rootfs, gdbRootfs, file, ref, arch string) error {
 	if err := checkDebugpy(rootfs); err != nil {
+		return err
+	}
+	if err := checkGDB(gdbRootfs); err != nil {
 		return err
 	}
 	agent, err := ocitar.BuildGo(ctx, ocitar.GoBuild{Dir: repoDir, Package: "./cmd/kdap-agent", Flags: []string{"-trimpath", "-ldflags=-s -w"}, Arch: arch})
@@ -64,7 +75,7 @@ func WriteArch(ctx context.Context, repoDir, rootfs, file, ref, arch string) err
 		Arch:  arch,
 		Files: files,
 		Trees: []ocitar.Tree{
-			{Source: rootfs, Dest: "/", Keep: func(rel string) bool { return !skip[rel] }},
+			{Source: gdbRootfs, Dest: "/", Keep: func(rel string) bool { return !skip[rel] }},
 			{Source: filepath.Join(rootfs, "usr/lib/python3/dist-packages"), Dest: DebugpyDir, FollowLinks: true, Keep: debugpyFiles},
 		},
 		Entrypoint: []string{"/kdap-agent"},
@@ -84,6 +95,19 @@ func checkDebugpy(rootfs string) error {
 	}
 	if v != DebugpyVersion {
 		return fmt.Errorf("the Debian root file system at %s has python3-debugpy %q, not the pinned %s: update pyimage.DebugpyVersion, Pythons and the Dockerfile together", rootfs, v, DebugpyVersion)
+	}
+	return nil
+}
+
+// checkGDB fails if the gdb root file system's gdb is older than MinGDB.
+func checkGDB(rootfs string) error {
+	v, err := debian.Version(rootfs, "gdb")
+	if err != nil {
+		return err
+	}
+	var major int
+	if _, err := fmt.Sscanf(v, "%d", &major); err != nil || major < MinGDB {
+		return fmt.Errorf("the Debian root file system at %s has gdb %q; the image needs gdb %d or later (older ones cannot write registers on CPUs with AMX)", rootfs, v, MinGDB)
 	}
 	return nil
 }

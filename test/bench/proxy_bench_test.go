@@ -103,7 +103,7 @@ type fixedAttacher struct {
 	heartbeat dap.Heartbeat
 }
 
-func (a fixedAttacher) Attach(context.Context, json.RawMessage, dap.Reporter) (*dap.Debugger, error) {
+func (a fixedAttacher) Attach(context.Context, dap.AttachRequest, dap.Reporter) (*dap.Debugger, error) {
 	return &dap.Debugger{Conn: a.conn, AttachArguments: a.args, Heartbeat: a.heartbeat}, nil
 }
 

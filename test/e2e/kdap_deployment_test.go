@@ -9,8 +9,6 @@ import (
 	"time"
 
 	godap "github.com/google/go-dap"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -32,21 +30,7 @@ func TestAttachToDeploymentPicksTheNewestRunningPod(t *testing.T) {
 		}
 		time.Sleep(1100 * time.Millisecond) // creation timestamps have 1 s resolution
 	}
-	replicas := int32(2)
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "web"}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"tier": "web"}},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: fixtures.GoHTTPImage}}},
-			},
-		},
-	}
-	if _, err := env.clientset.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createWebDeployment(t, ns, 2)
 	k := startKdap(t)
 	c := k.connect(t)
 	c.ExpectResponse(t, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
@@ -54,7 +38,7 @@ func TestAttachToDeploymentPicksTheNewestRunningPod(t *testing.T) {
 	note := c.Expect(t, "a note saying which pod", func(m *dap.Message) bool {
 		return m.Event == "output" && strings.Contains(string(m.Raw), "deployment/web: using pod")
 	})
-	if !strings.Contains(string(note.Raw), "using pod web-new (newest of 2 Running)") {
+	if !strings.Contains(string(note.Raw), "using pod web-new (newest of 2 Running;") {
 		t.Errorf("note = %s", note.Raw)
 	}
 	c.ExpectResponse(t, seq)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -243,10 +244,13 @@ func podForward(t testing.TB, ns, pod string, port int) string {
 }
 
 // getAsync fetches a URL in the background.
-func getAsync(u string) <-chan string {
+func getAsync(u string) <-chan string { return fetchAsync(httpClient(), u) }
+
+// fetchAsync fetches a URL in the background with client, and sends the
+// start of the reply's body (or the error).
+func fetchAsync(client *http.Client, u string) <-chan string {
 	ch := make(chan string, 1)
 	go func() {
-		client := httpClient()
 		resp, err := client.Get(u)
 		if err != nil {
 			ch <- "error: " + err.Error()

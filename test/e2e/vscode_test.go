@@ -100,6 +100,10 @@ func vscodeWorkspace(t *testing.T, ns, pod string) (root, mainGo string) {
 				"kubeconfig": env.cluster.Kubeconfig(), "image": fixtures.JavaAgentImage, "localRoot": "${workspaceFolder}/javahttp",
 			},
 			shop("kdap: api", "api", fixtures.GoAgentImage, "${workspaceFolder}"),
+			map[string]any{ // a child session per replica
+				"name": "kdap: every web pod", "type": "kdap", "request": "attach", "target": "deployment/web", "replicas": "all",
+				"namespace": ns, "kubeconfig": env.cluster.Kubeconfig(), "image": fixtures.GoAgentImage, "localRoot": "${workspaceFolder}",
+			},
 		},
 		"compounds": []any{
 			map[string]any{"name": "kdap: web + api", "configurations": []string{"kdap: web", "kdap: api"}, "stopAll": true},
@@ -143,6 +147,7 @@ func TestVSCodeExtensionInCodeServer(t *testing.T) {
 	ns := newNamespace(t, nil)
 	createPod(t, ns, "gohttp", fixtures.GoHTTPImage)
 	createShop(t, ns)
+	createReplicas(t, ns, "web-a", "web-b")
 	svc := serviceForward(t, ns, "gohttp")
 	root, mainGo := vscodeWorkspace(t, ns, "gohttp")
 	line := lineOf(t, mainGo, "message := fmt.Sprintf")
@@ -237,6 +242,16 @@ func TestVSCodeExtensionInCodeServer(t *testing.T) {
 	}
 	t.Logf("picked %s → gohttp and stopped at main.go:%d; screenshot: %s", ns, line, shot)
 
+	// Deployment replicas: one child session per pod under the parent in
+	// the call stack; a request to web-b stops in its session.
+	shot = filepath.Join(artifacts, "vscode-replicas-stopped.png")
+	replicaRun := uiRun{config: "kdap: every web pod", breakpoints: []string{goBP}, request: "/hello?name=replica", reply: "hello, replica",
+		sessions: 3, shown: []string{"pod web-a", "pod web-b"}}
+	if got, want := runUI(t, url, root, serviceForward(t, ns, "web-b"), shot, replicaRun), []string{fmt.Sprintf("main.go %d", line)}; !slices.Equal(got, want) {
+		t.Fatalf("with a child session per replica, the editor shows the stop at %q, want %q", got, want)
+	}
+	t.Logf("the call stack showed both replicas' sessions; stopped in web-b at main.go:%d; screenshot: %s", line, shot)
+
 	// Node.js: a breakpoint in the JavaScript service stops there.
 	shop := podForward(t, ns, "shop", fixtures.NodeHTTPPort)
 	shot = filepath.Join(artifacts, "vscode-node-stopped.png")
@@ -315,6 +330,7 @@ type uiRun struct {
 	request     string   // URL path sent (repeatedly, until the first stop) to svc
 	reply       string   // what the stopped request's reply starts with
 	pick        []string // namespace and pod to answer the picker with
+	shown       []string // texts the call stack must show at the first stop
 }
 
 // runUI runs the UI script for one launch configuration, sends requests to
@@ -329,6 +345,9 @@ func runUI(t *testing.T, url, root, svc, shot string, r uiRun) []string {
 	}
 	if len(r.pick) == 2 {
 		args = append(args, "--pick", r.pick[0], r.pick[1])
+	}
+	for _, s := range r.shown {
+		args = append(args, "--shown", s)
 	}
 	ui := exec.Command("node", args...)
 	ui.Dir = vscodeTools.dir

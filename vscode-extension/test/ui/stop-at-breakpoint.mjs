@@ -7,8 +7,10 @@
 // --pick NAMESPACE POD: the configuration names no target and the
 // extension's picker is answered: namespace, then pod.
 // --sessions N: how many sessions to disconnect at the end (a compound's).
+// --shown TEXT: the call stack must show a row with TEXT at the first stop
+// (a child session's name), scrolled to if need be.
 // Usage: node stop-at-breakpoint.mjs URL FOLDER CONFIG SCREENSHOT
-//          --bp FILE:LINE [--bp FILE:LINE …] [--stops N] [--sessions N] [--pick NAMESPACE POD]
+//          --bp FILE:LINE [--bp FILE:LINE …] [--stops N] [--sessions N] [--pick NAMESPACE POD] [--shown TEXT …]
 import { chromium } from 'playwright-core';
 
 const [url, folder, config, screenshot, ...rest] = process.argv.slice(2);
@@ -16,11 +18,13 @@ const breakpoints = [];
 let stops = 1;
 let sessions = 1;
 let pickNamespace, pickPod;
+const shown = [];
 for (let i = 0; i < rest.length; i++) {
   if (rest[i] === '--bp') breakpoints.push(rest[++i]);
   else if (rest[i] === '--stops') stops = Number(rest[++i]);
   else if (rest[i] === '--sessions') sessions = Number(rest[++i]);
   else if (rest[i] === '--pick') [pickNamespace, pickPod] = [rest[++i], rest[++i]];
+  else if (rest[i] === '--shown') shown.push(rest[++i]);
   else throw new Error(`unknown argument ${rest[i]}`);
 }
 const step = (what) => console.error(`ui: ${new Date().toISOString().slice(11, 23)} ${what}`); // UTC, as the agent logs
@@ -119,6 +123,18 @@ try {
     const status = await page.locator('.statusbar-item', { hasText: /^Ln \d+, Col \d+/ }).first().innerText();
     const tab = (await page.locator('.tabs-container .tab.active').first().innerText()).replace(/\s+/g, '');
     step(`stop ${n}: call stack: ${thread.replace(/\s+/g, ' ')}; editor: ${tab.trim()}, ${status}`);
+    if (n === 1) {
+      for (const text of shown) {
+        const row = page.locator('.debug-call-stack .monaco-list-row', { hasText: text });
+        for (let i = 0; i < 20 && !(await row.first().isVisible()); i++) {
+          await callStack.first().hover();
+          await page.mouse.wheel(0, i < 10 ? -200 : 200);
+          await page.waitForTimeout(250);
+        }
+        await row.first().waitFor({ timeout: 10_000 });
+        step(`the call stack shows "${(await row.first().innerText()).replace(/\s+/g, ' ')}"`);
+      }
+    }
     const m = /Ln (\d+)/.exec(status);
     await page.screenshot({ path: shotFor(n) });
     console.log(`STOPPED ${tab.trim()} ${m ? m[1] : '?'}`);
