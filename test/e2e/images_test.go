@@ -53,7 +53,7 @@ func TestDebuggerImagesFromARegistry(t *testing.T) {
 
 	binaries := map[*runtimes.Runtime][]string{ // what each image runs, besides the agent
 		runtimes.Go:     {"dlv"},
-		runtimes.Python: {"usr/bin/python3.11", "usr/bin/gdb"},
+		runtimes.Python: {"usr/bin/gdb"}, // debugpy runs in the target's interpreter,
 		runtimes.Node:   {"kdap/node/bin/node"},
 		runtimes.Java:   {"kdap/jre/bin/java", "kdap/jre/lib/server/libjvm.so"},
 	}
