@@ -44,11 +44,11 @@ const inspectorWait = 3 * time.Second
 // kdap's, not the target's own, and is closed after use. moved is the port
 // kdap moved it to then (0: none).
 //
-// An inspector SIGUSR1 opens on the shared default port (9229, the same in
-// every process of a Node.js cluster) is moved at once to a free port of
-// its own, so that the next worker's SIGUSR1 finds the default port free;
-// openings are serialised across the agent's debuggers for the same
-// reason.
+// In a container with several Node.js processes (a cluster), an inspector
+// SIGUSR1 opens on the shared default port (9229, the same in every
+// process) is moved at once to a free port of its own, so that the next
+// worker's SIGUSR1 finds the default port free; openings are serialised
+// across the agent's debuggers for the same reason.
 func openInspector(pid int, ours bool, moved int, logf func(string, ...any)) (*inspector, error) {
 	openMu.Lock()
 	defer openMu.Unlock()
@@ -113,7 +113,7 @@ func openInspector(pid int, ours bool, moved int, logf func(string, ...any)) (*i
 		}
 		i.addr = net.JoinHostPort(host, strconv.Itoa(p))
 		logf("SIGUSR1 opened the target's inspector at %s in %s", i.addr, time.Since(start).Round(time.Millisecond))
-		if p == defaultPort && host == "127.0.0.1" {
+		if p == defaultPort && host == "127.0.0.1" && hasSiblings(hostProc, pid) {
 			if err := i.move(logf); err != nil {
 				i.shut(logf)
 				return nil, err
@@ -129,6 +129,28 @@ func openInspector(pid int, ours bool, moved int, logf func(string, ...any)) (*i
 	i.wg.Add(1)
 	go i.serveRelay()
 	return i, nil
+}
+
+// hasSiblings says whether another process runs the same executable in
+// the same container (cgroup) as pid: a Node.js cluster's primary and
+// workers, whose SIGUSR1 all open the same default port. Moving an
+// inspector evaluates JavaScript, which waits while the target's
+// JavaScript is busy, so a process alone is left where it opened.
+func hasSiblings(fs procfs, pid int) bool {
+	me, ok := readProcess(fs, pid)
+	if !ok {
+		return false
+	}
+	all, err := readProcesses(fs, os.Getpid())
+	if err != nil {
+		return false
+	}
+	for _, p := range all {
+		if p.pid != pid && p.exe == me.exe && p.cgroup == me.cgroup {
+			return true
+		}
+	}
+	return false
 }
 
 // openMu serialises inspector openings: two Node.js processes of one pod

@@ -144,6 +144,11 @@ func (ep *Endpoint) TargetNote(ctx context.Context) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	pod, err := ep.Client.CoreV1().Pods(ep.Namespace).Get(ctx, ep.Pod, metav1.GetOptions{})
+	if err != nil && apierrors.ReasonForError(err) == metav1.StatusReasonUnknown && ctx.Err() == nil {
+		// Not the API server's answer: the connection it was asked on died
+		// (often with the forward that just ended); a new one may not.
+		pod, err = ep.Client.CoreV1().Pods(ep.Namespace).Get(ctx, ep.Pod, metav1.GetOptions{})
+	}
 	switch {
 	case apierrors.IsNotFound(err):
 		return fmt.Sprintf("pod %s/%s has been deleted", ep.Namespace, ep.Pod)
