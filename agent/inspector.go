@@ -145,8 +145,9 @@ func hasSiblings(fs procfs, pid int) bool {
 	if err != nil {
 		return false
 	}
+	self := os.Getpid()
 	for _, p := range all {
-		if p.pid != pid && p.exe == me.exe && p.cgroup == me.cgroup {
+		if p.pid != pid && p.ppid != self && p.exe == me.exe && p.cgroup == me.cgroup { // (js-debug, the agent's child, may be the same node)
 			return true
 		}
 	}
