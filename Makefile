@@ -76,7 +76,7 @@ e2e:
 ## diagnostics cost a serving target (pause per dump, latency while profiling)
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 300x ./test/bench/
-	$(GO) test -tags e2e -run '^$$' -bench 'AttachLatency|Diagnostics' -benchtime 5x -timeout 25m ./test/e2e/
+	$(GO) test -tags e2e -run '^$$' -bench 'AttachLatency|Diagnostics|Snapshots' -benchtime 5x -timeout 25m ./test/e2e/
 
 cluster-up:
 	$(GO) run ./test/cluster up

@@ -38,6 +38,13 @@ type Args struct {
 	// NewReplicas, with replicas "all", attaches pods that start during
 	// the session too.
 	NewReplicas bool `json:"newReplicas"`
+	// Mode is "stop" (breakpoints stop the target) or "snapshot" (each hit
+	// captures the stack and locals, and the target runs on); "" is stop,
+	// or snapshot where the namespace allows nothing else.
+	Mode string `json:"mode"`
+	// StopLimit resumes a stopped target: "auto" (default: just before its
+	// liveness probe would have the kubelet restart it), seconds, or "off".
+	StopLimit StopLimit `json:"stopLimit"`
 }
 
 // ParseArgs decodes and checks attach arguments.
@@ -56,6 +63,12 @@ func ParseArgs(raw json.RawMessage) (Args, error) {
 	}
 	if a.Replicas != "" && a.Replicas != "all" {
 		return a, fmt.Errorf(`replicas %q: use "all" (every Running pod, a child session each) or leave it out (the newest pod)`, a.Replicas)
+	}
+	if a.Mode != "" && a.Mode != ModeStop && a.Mode != ModeSnapshot {
+		return a, fmt.Errorf(`mode %q: use "stop" (breakpoints stop the target) or "snapshot" (they capture the stack and locals, and the target runs on)`, a.Mode)
+	}
+	if _, _, _, err := a.StopLimit.parse(); err != nil {
+		return a, err
 	}
 	if a.AgentTTL != "" {
 		if _, err := time.ParseDuration(a.AgentTTL); err != nil {

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kdap/kdap/agentapi"
+	"github.com/kdap/kdap/audit"
 	"github.com/kdap/kdap/dap"
 	"github.com/kdap/kdap/forward"
 	"github.com/kdap/kdap/imageconfig"
@@ -42,6 +43,10 @@ type Config struct {
 	// (kdap's diagnostics: nothing injected into the target that it does
 	// not need). A reused agent is as it is.
 	Lazy bool
+	// Raw says the session's bytes are relayed as they are (kdap attach):
+	// kdap cannot hold them to a namespace's limits, so such a namespace
+	// refuses them.
+	Raw bool
 }
 
 // Reporter receives progress and notes (dap.Reporter satisfies it).
@@ -58,9 +63,19 @@ type Endpoint struct {
 	Forward                          *forward.Forward
 	PodUID                           types.UID
 	Client                           kubernetes.Interface // the client it was reached with
+	// Staging guards a DAP session on this target (probes, the namespace's
+	// policy), with what the user is told before any stop.
+	Staging      dap.Staging
+	StagingNotes []string
+	// ContainerID and Restarts are the target container's at attach, so
+	// that a restart under the session is told as one.
+	ContainerID string
+	Restarts    int32
+	Who         string // the user the API server sees kdap as
 
-	dialer httpstream.Dialer // to the pod's portforward subresource
-	port   int               // the agent's port in the pod
+	attachedAt time.Time         // when kdap found the pod
+	dialer     httpstream.Dialer // to the pod's portforward subresource
+	port       int               // the agent's port in the pod
 }
 
 // Reforward replaces a lost forward with a new one to the same debugger
@@ -113,6 +128,22 @@ func prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 	if err != nil {
 		return nil, err
 	}
+	nsObj, policy, err := namespacePolicy(ctx, client, ns, r)
+	if err != nil {
+		return nil, err
+	}
+	var staging dap.Staging
+	var notes []string
+	switch {
+	case cfg.Raw:
+		if err := policy.refuseRaw(ns); err != nil {
+			return nil, err
+		}
+	case !cfg.Lazy:
+		if staging, notes, err = stagingFor(args, pod, container, policy); err != nil {
+			return nil, err
+		}
+	}
 	rt := chooseRuntime(ctx, client, args.Runtime, pod, container, r)
 	image := firstNonEmpty(args.Image, cfg.Images[rt.Name], rt.DefaultImage())
 	ttl := cfg.AgentTTL
@@ -126,14 +157,17 @@ func prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 		// files without SYS_PTRACE, so PodSecurity baseline allows it.
 		opts.RunAsUser, opts.RunAsGroup, opts.Ptrace = uid, gid, false
 	}
-	ep := &Endpoint{Pod: pod.Name, Namespace: ns, Container: container, PodUID: pod.UID, Client: client}
+	ep := &Endpoint{Pod: pod.Name, Namespace: ns, Container: container, PodUID: pod.UID, Client: client,
+		Staging: staging, StagingNotes: notes, ContainerID: containerID(pod, container), Restarts: restarts(pod, container),
+		Who: audit.Who(ctx, client), attachedAt: time.Now()}
+	opts.InjectedBy, opts.InjectedAt = ep.Who, time.Now()
 
 	if agent, ok := inject.FindRunning(pod, container, image); ok {
 		ep.Agent, ep.Reused = agent.Name, true
 		opts.Port = agent.Port
 		r.Output(fmt.Sprintf("kdap: reusing debugger container %s in pod %s", agent.Name, pod.Name))
 	} else {
-		if nsObj, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err == nil {
+		if nsObj != nil {
 			if err := inject.CheckPodSecurity(nsObj, opts); err != nil {
 				return nil, err
 			}
@@ -435,12 +469,17 @@ func (a *Attacher) Attach(ctx context.Context, req dap.AttachRequest, r dap.Repo
 			return nil, err
 		}
 	}
+	for _, n := range ep.StagingNotes {
+		r.Output(n)
+	}
+	staging := ep.Staging
+	staging.Ended = auditSession(ctx, ep, t, staging, r)
 	fc := &forwardedConn{Conn: conn, fwd: ep.Forward}
 	go func() { // a lost forward ends the connection, so the session notices
 		<-ep.Forward.Done()
 		conn.Close()
 	}()
-	return &dap.Debugger{Conn: fc, AttachArguments: debuggerArgs,
+	return &dap.Debugger{Conn: fc, AttachArguments: debuggerArgs, Staging: staging,
 		Heartbeat: dap.Heartbeat{Every: agentapi.HeartbeatInterval, Command: agentapi.HeartbeatCommand},
 		Lost: func() string {
 			note := ep.TargetNote(context.Background())

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -139,10 +140,28 @@ func lostNote(ctx context.Context, ep *Endpoint, fwd *forward.Forward, client ne
 
 // TargetNote says what the cluster shows now of the target container and
 // of the debugger container, for messages after a session: only what the
-// pod's status says.
+// pod's status and the kubelet's Events say. A restart under the session
+// is told as one, with its cause; while the pod's status has yet to catch
+// up with a debugger container that ended, it is asked again for a while.
 func (ep *Endpoint) TargetNote(ctx context.Context) string {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	for {
+		note, settled := ep.targetNote(ctx)
+		if settled {
+			return note
+		}
+		select {
+		case <-ctx.Done():
+			return note
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// targetNote is one reading of TargetNote; settled is false while the
+// target reads as running unchanged but the debugger container is not.
+func (ep *Endpoint) targetNote(ctx context.Context) (note string, settled bool) {
 	pod, err := ep.Client.CoreV1().Pods(ep.Namespace).Get(ctx, ep.Pod, metav1.GetOptions{})
 	if err != nil && apierrors.ReasonForError(err) == metav1.StatusReasonUnknown && ctx.Err() == nil {
 		// Not the API server's answer: the connection it was asked on died
@@ -151,16 +170,18 @@ func (ep *Endpoint) TargetNote(ctx context.Context) string {
 	}
 	switch {
 	case apierrors.IsNotFound(err):
-		return fmt.Sprintf("pod %s/%s has been deleted", ep.Namespace, ep.Pod)
+		return fmt.Sprintf("pod %s/%s has been deleted", ep.Namespace, ep.Pod), true
 	case err != nil:
-		return fmt.Sprintf("the cluster cannot be asked about pod %s/%s now (%v)", ep.Namespace, ep.Pod, err)
+		return fmt.Sprintf("the cluster cannot be asked about pod %s/%s now (%v)", ep.Namespace, ep.Pod, err), true
 	case pod.UID != ep.PodUID:
-		return fmt.Sprintf("pod %s/%s has been replaced by a new pod of that name", ep.Namespace, ep.Pod)
+		return fmt.Sprintf("pod %s/%s has been replaced by a new pod of that name", ep.Namespace, ep.Pod), true
+	case pod.DeletionTimestamp != nil:
+		return fmt.Sprintf("pod %s/%s is being deleted", ep.Namespace, ep.Pod), true
 	}
-	target := "not reported"
-	for _, st := range pod.Status.ContainerStatuses {
+	var target *corev1.ContainerStatus
+	for i, st := range pod.Status.ContainerStatuses {
 		if st.Name == ep.Container {
-			target = describeState(st.State)
+			target = &pod.Status.ContainerStatuses[i]
 		}
 	}
 	agent := "not reported"
@@ -169,11 +190,63 @@ func (ep *Endpoint) TargetNote(ctx context.Context) string {
 			agent = describeState(st.State)
 		}
 	}
-	note := fmt.Sprintf("container %s is %s; debugger container %s is %s", ep.Container, target, ep.Agent, agent)
+	if target == nil {
+		return fmt.Sprintf("container %s is not reported; debugger container %s is %s", ep.Container, ep.Agent, agent), true
+	}
+	killed := ep.kubeletKill(ctx)
+	restarted := target.RestartCount > ep.Restarts || (ep.ContainerID != "" && target.ContainerID != "" && target.ContainerID != ep.ContainerID)
+	switch {
+	case restarted:
+		return fmt.Sprintf("container %s was restarted (restart %d): %s; it runs anew, with none of this session's breakpoints, and debugger container %s is %s",
+			ep.Container, target.RestartCount, restartCause(target.LastTerminationState.Terminated, killed), ep.Agent, agent), true
+	case target.State.Terminated != nil:
+		return fmt.Sprintf("container %s has ended: %s; debugger container %s is %s", ep.Container, restartCause(target.State.Terminated, killed), ep.Agent, agent), true
+	case killed != "":
+		return fmt.Sprintf("the kubelet is restarting container %s (%s); debugger container %s is %s", ep.Container, killed, ep.Agent, agent), true
+	}
+	note = fmt.Sprintf("container %s is %s; debugger container %s is %s", ep.Container, describeState(target.State), ep.Agent, agent)
 	if agent == "running" {
 		note += " (it resumes the target once its last client is gone)"
 	}
-	return note
+	return note, agent == "running" || target.State.Running == nil
+}
+
+// restartCause says why a container ended: the kubelet's kill (a failed
+// liveness probe), out of memory, or its exit code.
+func restartCause(t *corev1.ContainerStateTerminated, killed string) string {
+	switch {
+	case killed != "":
+		return "the kubelet killed it: " + killed
+	case t == nil:
+		return "the cause is not reported"
+	case t.Reason == "OOMKilled":
+		return "it was OOMKilled (it used more memory than its limit)"
+	case t.Signal != 0:
+		return fmt.Sprintf("it was killed by signal %d (%s)", t.Signal, t.Reason)
+	}
+	return fmt.Sprintf("it exited with code %d (%s)", t.ExitCode, t.Reason)
+}
+
+// kubeletKill is the kubelet's "Killing" Event for the target container
+// since the session began, e.g. "Container app failed liveness probe,
+// will be restarted", or "" (none, or Events may not be read).
+func (ep *Endpoint) kubeletKill(ctx context.Context) string {
+	evs, err := ep.Client.CoreV1().Events(ep.Namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: fmt.Sprintf("involvedObject.name=%s,involvedObject.uid=%s,reason=Killing", ep.Pod, ep.PodUID)})
+	if err != nil {
+		return ""
+	}
+	kill := ""
+	for _, ev := range evs.Items {
+		last := ev.LastTimestamp.Time
+		if last.IsZero() {
+			last = ev.EventTime.Time
+		}
+		if strings.Contains(ev.Message, "Container "+ep.Container+" ") && !last.Before(ep.attachedAt.Truncate(time.Second)) {
+			kill = ev.Message
+		}
+	}
+	return kill
 }
 
 func describeState(st corev1.ContainerState) string {

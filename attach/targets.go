@@ -3,11 +3,13 @@ package attach
 import (
 	"context"
 	"sort"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kdap/kdap/inject"
 	"github.com/kdap/kdap/runtimes"
 )
 
@@ -110,4 +112,38 @@ func newClient(cfg Config, args Args) (kubernetes.Interface, string, error) {
 	}
 	client, err := kubernetes.NewForConfig(restCfg)
 	return client, ns, err
+}
+
+// Session is a live kdap agent in a pod: a debugger container that is
+// Running, with who added it (as its spec records) and since when.
+type Session struct {
+	Namespace  string    `json:"namespace"`
+	Pod        string    `json:"pod"`
+	Container  string    `json:"container"` // the target container
+	Agent      string    `json:"agent"`
+	Runtime    string    `json:"runtime"`
+	Since      time.Time `json:"since"`
+	InjectedBy string    `json:"injectedBy"` // "" when a kdap older than the record added it
+}
+
+// ListSessions lists the live kdap agents in namespace (every namespace
+// when it is empty), oldest first.
+func ListSessions(ctx context.Context, cfg Config, namespace string) ([]Session, error) {
+	client, _, err := newClient(cfg, Args{})
+	if err != nil {
+		return nil, err
+	}
+	pods, err := client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, explainGet(ctx, client, err, namespace, "pods", "")
+	}
+	out := []Session{}
+	for _, p := range pods.Items {
+		for _, a := range inject.LiveAgents(&p) {
+			out = append(out, Session{Namespace: p.Namespace, Pod: p.Name, Container: a.Target, Agent: a.Name,
+				Runtime: a.Runtime, Since: a.Since, InjectedBy: a.InjectedBy})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })
+	return out, nil
 }

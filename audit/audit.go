@@ -18,8 +18,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// Reason is the reason of kdap's Events on pods.
-const Reason = "KdapDiagnostic"
+// Reasons of kdap's Events on pods.
+const (
+	Reason        = "KdapDiagnostic"   // a diagnostic taken
+	ReasonSession = "KdapDebugSession" // a debug session started or ended
+)
 
 // Record is one thing kdap did to a pod.
 type Record struct {
@@ -33,7 +36,14 @@ type Record struct {
 	Who       string        `json:"who"`
 	Pause     time.Duration `json:"pauseNs,omitempty"` // how long the target was stopped
 	Bytes     int64         `json:"bytes,omitempty"`
-	File      string        `json:"file,omitempty"` // where it went on this machine
+	File      string        `json:"file,omitempty"`   // where it went on this machine
+	Reason    string        `json:"reason,omitempty"` // the Event's reason; default Reason
+	// A debug session's: its mode ("stop", "snapshot"), how long it
+	// lasted and how many stops it made, and the rest in words.
+	Mode     string        `json:"mode,omitempty"`
+	Duration time.Duration `json:"durationNs,omitempty"`
+	Stops    int           `json:"stops,omitempty"`
+	Detail   string        `json:"detail,omitempty"`
 }
 
 // Message is the record as an Event's message.
@@ -45,7 +55,23 @@ func (r Record) Message() string {
 	if r.Bytes > 0 {
 		msg += fmt.Sprintf("; %d bytes", r.Bytes)
 	}
+	if r.Mode != "" {
+		msg += "; mode " + r.Mode
+	}
+	if r.Duration > 0 {
+		msg += fmt.Sprintf("; lasted %s, %d stops", r.Duration.Round(time.Second), r.Stops)
+	}
+	if r.Detail != "" {
+		msg += "; " + r.Detail
+	}
 	return msg
+}
+
+func (r Record) reason() string {
+	if r.Reason != "" {
+		return r.Reason
+	}
+	return Reason
 }
 
 // Who is the user the API server sees kdap as, or "unknown" if it would
@@ -65,7 +91,7 @@ func Event(ctx context.Context, client kubernetes.Interface, pod *corev1.ObjectR
 	ev := &corev1.Event{
 		ObjectMeta:          metav1.ObjectMeta{GenerateName: r.Pod + ".kdap-", Namespace: r.Namespace},
 		InvolvedObject:      *pod,
-		Reason:              Reason,
+		Reason:              r.reason(),
 		Message:             r.Message(),
 		Type:                corev1.EventTypeNormal,
 		Source:              corev1.EventSource{Component: "kdap"},

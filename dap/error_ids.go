@@ -22,3 +22,7 @@ const (
 // ErrIDParentSession: a request to a parent session that only starts child
 // sessions (one per process or pod) and debugs nothing itself.
 const ErrIDParentSession = ErrIDTerminateRefused + 1
+
+// ErrIDSnapshotOnly: a pause request in snapshot mode, which never holds
+// the target.
+const ErrIDSnapshotOnly = ErrIDParentSession + 1

@@ -49,6 +49,8 @@ type Debugger struct {
 	Lost func() string
 	// Children, when set, makes this a parent session (Conn is nil).
 	Children *Children
+	// Staging guards a target that serves others (see Staging).
+	Staging Staging
 }
 
 // Children are the child sessions of a parent session: each Child
@@ -95,13 +97,15 @@ type Options struct {
 func Serve(ctx context.Context, client io.ReadWriteCloser, attacher Attacher, opts Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &session{
-		opts:        opts,
-		attacher:    attacher,
-		done:        make(chan struct{}),
-		forwarded:   map[int]int{},
-		internal:    map[int]func(*Message){},
-		reverse:     map[int]int{},
-		childStarts: map[int]string{},
+		opts:         opts,
+		attacher:     attacher,
+		done:         make(chan struct{}),
+		forwarded:    map[int]int{},
+		internal:     map[int]func(*Message){},
+		reverse:      map[int]int{},
+		childStarts:  map[int]string{},
+		snapshots:    map[int]*snapshotNode{},
+		snapshotHits: map[string]int{},
 	}
 	s.client = s.newPeer("IDE", client)
 	defer func() {
@@ -149,6 +153,16 @@ type session struct {
 	childSessions    bool           // the client takes startDebugging
 	children         *Children      // a parent session's, once attached
 	childStarts      map[int]string // client-side seq of a startDebugging request → the child's name
+
+	staging      Staging
+	stop         stopClock
+	summary      Summary
+	attachedAt   time.Time   // zero until attached
+	sessionTimer *time.Timer // the session's maximum length
+	finished     bool        // kdap ended the session (its maximum length)
+	snapshots    map[int]*snapshotNode
+	snapshotHits map[string]int // captures by location
+	nextRef      int
 }
 
 type attachResult struct {
@@ -172,6 +186,15 @@ func (s *session) loop(ctx context.Context) error {
 			}
 		}
 		select {
+		case <-timerC(s.stop.warn):
+			s.warnStop()
+		case <-timerC(s.stop.limit):
+			s.limitStop()
+		case <-timerC(s.sessionTimer):
+			s.endSessionAtLimit()
+			if s.finished {
+				return nil
+			}
 		case <-beat:
 			s.debugger.Send(map[string]any{"seq": 0, "type": "request", "command": s.heartbeatCommand})
 		case <-ctx.Done():
@@ -237,6 +260,15 @@ func (s *session) fromClient(ctx context.Context, m *Message) (done bool, err er
 		if m.Command == "disconnect" {
 			m = s.guardDisconnect(m)
 			s.disconnecting = true
+		}
+		if m.Command == "pause" && s.staging.Snapshot {
+			return false, send(s.client, errorResponse(m, ErrIDSnapshotOnly,
+				fmt.Sprintf("kdap does not pause the target in snapshot mode (%s): set a breakpoint to take a snapshot", s.staging.SnapshotBy), true))
+		}
+		if m.Command == "variables" {
+			if resp, ok := s.snapshotVariablesResponse(m); ok {
+				return false, send(s.client, resp)
+			}
 		}
 		dseq, err := s.debugger.Relay(m, 0, nil)
 		if err != nil {
@@ -351,6 +383,7 @@ func (s *session) attachFinished(res attachResult) {
 	s.debugger = s.newPeer("debugger", res.dbg.Conn)
 	s.attachArgs = res.dbg.AttachArguments
 	s.lostNote = res.dbg.Lost
+	s.staging = res.dbg.Staging
 	if hb := res.dbg.Heartbeat; hb.Every > 0 {
 		s.stopHeartbeat()
 		s.heartbeat, s.heartbeatCommand = time.NewTicker(hb.Every), hb.Command
@@ -380,10 +413,7 @@ func (s *session) debuggerInitialized(resp *Message) {
 	if body := resp.Body(); body != nil {
 		json.Unmarshal(body, &caps)
 	}
-	if !s.opts.AllowTerminate { // so the IDE offers no way to stop the target
-		caps.SupportsTerminateRequest = false
-		caps.SupportTerminateDebuggee = false
-	}
+	s.filterCapabilities(&caps) // so the IDE offers no way to stop the target
 	send(s.client, &godap.CapabilitiesEvent{Event: event("capabilities"), Body: godap.CapabilitiesEventBody{Capabilities: caps}})
 	attach := map[string]any{"seq": 0, "type": "request", "command": "attach", "arguments": s.attachArgs}
 	dseq, err := s.debugger.Send(attach)
@@ -394,6 +424,10 @@ func (s *session) debuggerInitialized(resp *Message) {
 	s.forwarded[dseq] = s.attachReq.Seq
 	s.attachReq = nil
 	s.state = attached
+	s.attachedAt = time.Now()
+	if s.staging.SessionLimit > 0 {
+		s.sessionTimer = time.NewTimer(s.staging.SessionLimit)
+	}
 	s.endProgress("attached")
 	for _, m := range s.pending {
 		dseq, err := s.debugger.Relay(m, 0, nil)
@@ -443,6 +477,7 @@ func (s *session) fromDebugger(in Incoming) (done bool, err error) {
 			return false, nil
 		}
 		s.state = lost
+		s.onRunning()
 		msg := fmt.Sprintf("kdap: lost the connection to the debugger (%v): this session has ended", in.Err)
 		if s.lostNote != nil {
 			msg += "; " + s.lostNote()
@@ -461,13 +496,16 @@ func (s *session) fromDebugger(in Incoming) (done bool, err error) {
 		if h, ok := s.internal[m.RequestSeq]; ok {
 			delete(s.internal, m.RequestSeq)
 			h(m)
-			return false, nil
+			return s.finished, nil
 		}
 		cseq, ok := s.forwarded[m.RequestSeq]
 		if !ok {
 			return false, nil // a response to nothing we sent
 		}
 		delete(s.forwarded, m.RequestSeq)
+		if (m.Command == "continue" || m.Command == "reverseContinue") && m.Success {
+			s.onRunning()
+		}
 		if _, err := s.client.Relay(m, cseq, nil); err != nil {
 			return false, err
 		}
@@ -477,9 +515,33 @@ func (s *session) fromDebugger(in Incoming) (done bool, err error) {
 		s.reverse[cseq] = m.Seq
 		return false, err
 	default:
-		_, err := s.client.Relay(m, 0, nil)
-		return false, err
+		return false, s.debuggerEvent(m)
 	}
+}
+
+// debuggerEvent relays an event of the debugger, after what the session's
+// guards take from it: capabilities are filtered, stops are timed, and in
+// snapshot mode a stop is captured and resumed, never shown.
+func (s *session) debuggerEvent(m *Message) error {
+	switch m.Event {
+	case "capabilities":
+		return send(s.client, s.capabilitiesEvent(m))
+	case "stopped":
+		var body godap.StoppedEventBody
+		json.Unmarshal(m.Body(), &body)
+		if s.staging.Snapshot {
+			s.takeSnapshot(body.ThreadId, body.Reason)
+			return nil
+		}
+		s.onStopped(body.ThreadId)
+	case "continued":
+		if s.staging.Snapshot {
+			return nil
+		}
+		s.onRunning()
+	}
+	_, err := s.client.Relay(m, 0, nil)
+	return err
 }
 
 // stopHeartbeat stops the heartbeat, if one runs.
@@ -513,6 +575,15 @@ func (s *session) output(category, text string) {
 // goroutine the session started.
 func (s *session) shutdown() {
 	s.stopHeartbeat()
+	s.stop.stopTimers()
+	if s.sessionTimer != nil {
+		s.sessionTimer.Stop()
+	}
+	if !s.attachedAt.IsZero() && s.staging.Ended != nil {
+		s.onRunning()
+		s.summary.Duration = time.Since(s.attachedAt)
+		s.staging.Ended(s.summary)
+	}
 	if s.attachCancel != nil {
 		s.attachCancel()
 	}

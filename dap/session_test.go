@@ -28,14 +28,16 @@ type fakeDebugger struct {
 	conn net.Conn
 	w    *dap.Writer
 
+	replies map[string]any // canned response bodies by command
+
 	mu       sync.Mutex
 	seq      int
 	received []*dap.Message
 	got      chan *dap.Message
 }
 
-func newFakeDebugger(conn net.Conn) *fakeDebugger {
-	d := &fakeDebugger{conn: conn, w: dap.NewWriter(conn), got: make(chan *dap.Message, 100)}
+func newFakeDebugger(conn net.Conn, replies map[string]any) *fakeDebugger {
+	d := &fakeDebugger{conn: conn, w: dap.NewWriter(conn), got: make(chan *dap.Message, 100), replies: replies}
 	go d.serve()
 	return d
 }
@@ -73,6 +75,10 @@ func (d *fakeDebugger) serve() {
 			d.conn.Close()
 			return
 		default:
+			if body, ok := d.replies[m.Command]; ok {
+				d.respond(m, true, "", body)
+				continue
+			}
 			d.respond(m, true, "", map[string]any{"echo": m.Arguments()})
 		}
 	}
@@ -146,6 +152,8 @@ type attacher struct {
 	args      json.RawMessage // what the client's attach carried
 	heartbeat dap.Heartbeat
 	lost      func() string
+	staging   dap.Staging
+	replies   map[string]any
 }
 
 func (a *attacher) Attach(ctx context.Context, req dap.AttachRequest, r dap.Reporter) (*dap.Debugger, error) {
@@ -163,8 +171,8 @@ func (a *attacher) Attach(ctx context.Context, req dap.AttachRequest, r dap.Repo
 		return nil, a.err
 	}
 	kdapSide, debuggerSide := net.Pipe()
-	a.debugger = newFakeDebugger(debuggerSide)
-	return &dap.Debugger{Conn: kdapSide, AttachArguments: json.RawMessage(`{"mode":"remote","translated":true}`), Heartbeat: a.heartbeat, Lost: a.lost}, nil
+	a.debugger = newFakeDebugger(debuggerSide, a.replies)
+	return &dap.Debugger{Conn: kdapSide, AttachArguments: json.RawMessage(`{"mode":"remote","translated":true}`), Heartbeat: a.heartbeat, Lost: a.lost, Staging: a.staging}, nil
 }
 
 // served is the result of one dap.Serve.

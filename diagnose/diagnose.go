@@ -19,8 +19,6 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/kdap/kdap/agentapi"
 	"github.com/kdap/kdap/attach"
 	"github.com/kdap/kdap/audit"
@@ -136,9 +134,8 @@ func Take(ctx context.Context, cfg attach.Config, req Request, r attach.Reporter
 // record leaves the diagnostic in the cluster (an Event on the pod) and in
 // kdap's local log, saying so when either cannot be written.
 func record(ctx context.Context, ep *attach.Endpoint, rec audit.Record, r attach.Reporter) {
-	rec.Who = audit.Who(ctx, ep.Client)
-	pod := &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: ep.Namespace, Name: ep.Pod, UID: ep.PodUID}
-	if err := audit.Event(ctx, ep.Client, pod, rec); err != nil {
+	rec.Who = ep.Who
+	if err := audit.Event(ctx, ep.Client, ep.PodRef(), rec); err != nil {
 		r.Output(fmt.Sprintf("kdap could not record this %s as an Event on the pod (%v): grant create on events in namespace %s to keep the team's record", rec.Action, err, ep.Namespace))
 	}
 	if err := audit.Log(rec); err != nil {

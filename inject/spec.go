@@ -35,7 +35,18 @@ type Options struct {
 	// ContainerID is the target container's ID from the pod's status: the
 	// agent debugs only processes whose cgroup names it.
 	ContainerID string
+	// InjectedBy and InjectedAt are recorded in the container's spec,
+	// which cannot be changed once added: who added it, and when.
+	InjectedBy string
+	InjectedAt time.Time
 }
+
+// Environment variables that record, in an agent's spec, who added it and
+// when (the agent itself ignores them).
+const (
+	EnvInjectedBy = "KDAP_INJECTED_BY"
+	EnvInjectedAt = "KDAP_INJECTED_AT"
+)
 
 // Agent is an injected agent container.
 type Agent struct {
@@ -63,6 +74,12 @@ func Container(name string, o Options) corev1.EphemeralContainer {
 	}
 	if o.ContainerID != "" {
 		env = append(env, corev1.EnvVar{Name: agentapi.EnvContainerID, Value: o.ContainerID})
+	}
+	if o.InjectedBy != "" {
+		env = append(env, corev1.EnvVar{Name: EnvInjectedBy, Value: o.InjectedBy})
+	}
+	if !o.InjectedAt.IsZero() {
+		env = append(env, corev1.EnvVar{Name: EnvInjectedAt, Value: o.InjectedAt.UTC().Format(time.RFC3339)})
 	}
 	return corev1.EphemeralContainer{
 		EphemeralContainerCommon: corev1.EphemeralContainerCommon{
@@ -212,4 +229,39 @@ func debuggerName(runtime string) string {
 		return fmt.Sprintf("%s (%s)", rt.Title, rt.Debugger)
 	}
 	return runtime
+}
+
+// Live is a Running agent of a pod, as its spec and status record it.
+type Live struct {
+	Name, Target, Runtime, Image string
+	Since                        time.Time // when it started running
+	InjectedBy                   string    // "" when an older kdap added it
+}
+
+// LiveAgents lists the Running kdap agents of pod, newest first.
+func LiveAgents(pod *corev1.Pod) []Live {
+	since := map[string]time.Time{}
+	for _, st := range pod.Status.EphemeralContainerStatuses {
+		if st.State.Running != nil {
+			since[st.Name] = st.State.Running.StartedAt.Time
+		}
+	}
+	var live []Live
+	for _, ec := range pod.Spec.EphemeralContainers {
+		started, ok := since[ec.Name]
+		if !strings.HasPrefix(ec.Name, NamePrefix) || !ok {
+			continue
+		}
+		a := Live{Name: ec.Name, Target: ec.TargetContainerName, Image: ec.Image, Since: started}
+		for _, e := range ec.Env {
+			switch e.Name {
+			case agentapi.EnvRuntime:
+				a.Runtime = e.Value
+			case EnvInjectedBy:
+				a.InjectedBy = e.Value
+			}
+		}
+		live = append(live, a)
+	}
+	return live
 }

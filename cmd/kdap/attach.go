@@ -61,7 +61,9 @@ func (o *AttachOptions) Run(ctx context.Context) error {
 		return fmt.Errorf("--port %d: %w (choose another port, or 0 for any)", o.Port, err)
 	}
 	defer ln.Close()
-	ep, err := attach.Prepare(ctx, o.config(), o.Args, consoleReporter{o.Err})
+	cfg := o.config()
+	cfg.Raw = true // the client's own protocol is relayed as it is
+	ep, err := attach.Prepare(ctx, cfg, o.Args, consoleReporter{o.Err})
 	if err != nil {
 		return err
 	}
