@@ -27,13 +27,9 @@ type Target struct {
 // ListTargets lists the containers of Running pods in namespace (every
 // namespace when it is empty), sorted by namespace, pod and container.
 func ListTargets(ctx context.Context, cfg Config, namespace string) ([]Target, error) {
-	client, _, err := newClient(cfg, Args{})
+	pods, err := listPods(ctx, cfg, namespace)
 	if err != nil {
 		return nil, err
-	}
-	pods, err := client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, explainGet(ctx, client, err, namespace, "pods", "")
 	}
 	out := []Target{}
 	for _, p := range pods.Items {
@@ -114,6 +110,19 @@ func newClient(cfg Config, args Args) (kubernetes.Interface, string, error) {
 	return client, ns, err
 }
 
+// listPods lists the pods of namespace (every namespace when it is empty).
+func listPods(ctx context.Context, cfg Config, namespace string) (*corev1.PodList, error) {
+	client, _, err := newClient(cfg, Args{})
+	if err != nil {
+		return nil, err
+	}
+	pods, err := client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, explainGet(ctx, client, err, namespace, "pods", "")
+	}
+	return pods, nil
+}
+
 // Session is a live kdap agent in a pod: a debugger container that is
 // Running, with who added it (as its spec records) and since when.
 type Session struct {
@@ -129,13 +138,9 @@ type Session struct {
 // ListSessions lists the live kdap agents in namespace (every namespace
 // when it is empty), oldest first.
 func ListSessions(ctx context.Context, cfg Config, namespace string) ([]Session, error) {
-	client, _, err := newClient(cfg, Args{})
+	pods, err := listPods(ctx, cfg, namespace)
 	if err != nil {
 		return nil, err
-	}
-	pods, err := client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, explainGet(ctx, client, err, namespace, "pods", "")
 	}
 	out := []Session{}
 	for _, p := range pods.Items {

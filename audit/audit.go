@@ -59,7 +59,7 @@ func (r Record) Message() string {
 		msg += "; mode " + r.Mode
 	}
 	if r.Duration > 0 {
-		msg += fmt.Sprintf("; lasted %s, %d stops", r.Duration.Round(time.Second), r.Stops)
+		msg += fmt.Sprintf("; lasted %s, %d stops", r.Duration.Round(100*time.Millisecond), r.Stops)
 	}
 	if r.Detail != "" {
 		msg += "; " + r.Detail

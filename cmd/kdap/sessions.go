@@ -16,12 +16,9 @@ import (
 
 // SessionsOptions are the options of `kdap sessions`.
 type SessionsOptions struct {
-	clusterFlags
-	Namespace     string
-	AllNamespaces bool
-	Output        string // table or json
-	Out           io.Writer
-	now           func() time.Time
+	listFlags
+	Out io.Writer
+	now func() time.Time
 }
 
 func newSessionsCommand() *cobra.Command {
@@ -41,32 +38,15 @@ and end are also Events on the pod (reason KdapDebugSession).`,
 			return o.Run(cmd.Context())
 		},
 	}
-	o.addFlags(cmd)
-	cmd.Flags().StringVarP(&o.Namespace, "namespace", "n", "", "namespace (default: the context's)")
-	cmd.Flags().BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "list every namespace")
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "table or json")
+	o.addListFlags(cmd)
 	return cmd
-}
-
-// Validate checks the options.
-func (o *SessionsOptions) Validate() error {
-	if o.Output != "table" && o.Output != "json" {
-		return fmt.Errorf("--output %q: use table or json", o.Output)
-	}
-	if o.AllNamespaces && o.Namespace != "" {
-		return fmt.Errorf("--namespace and --all-namespaces exclude each other")
-	}
-	return nil
 }
 
 // Run lists the sessions.
 func (o *SessionsOptions) Run(ctx context.Context) error {
-	ns := o.Namespace
-	if !o.AllNamespaces && ns == "" {
-		var err error
-		if ns, err = attach.DefaultNamespace(o.config()); err != nil {
-			return err
-		}
+	ns, err := o.namespace()
+	if err != nil {
+		return err
 	}
 	sessions, err := attach.ListSessions(ctx, o.config(), ns)
 	if err != nil {

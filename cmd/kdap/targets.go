@@ -13,13 +13,44 @@ import (
 	"github.com/kdap/kdap/attach"
 )
 
-// TargetsOptions are the options of `kdap targets`.
-type TargetsOptions struct {
+// listFlags are the flags of kdap's list commands (targets, sessions).
+type listFlags struct {
 	clusterFlags
 	Namespace     string
 	AllNamespaces bool
 	Output        string // table or json
-	Out           io.Writer
+}
+
+func (f *listFlags) addListFlags(cmd *cobra.Command) {
+	f.addFlags(cmd)
+	cmd.Flags().StringVarP(&f.Namespace, "namespace", "n", "", "namespace (default: the context's)")
+	cmd.Flags().BoolVarP(&f.AllNamespaces, "all-namespaces", "A", false, "list every namespace")
+	cmd.Flags().StringVarP(&f.Output, "output", "o", "table", "table or json")
+}
+
+// Validate checks the options.
+func (f *listFlags) Validate() error {
+	if f.Output != "table" && f.Output != "json" {
+		return fmt.Errorf("--output %q: use table or json", f.Output)
+	}
+	if f.AllNamespaces && f.Namespace != "" {
+		return fmt.Errorf("--namespace and --all-namespaces exclude each other")
+	}
+	return nil
+}
+
+// namespace is the namespace to list: "" for all of them.
+func (f *listFlags) namespace() (string, error) {
+	if f.AllNamespaces || f.Namespace != "" {
+		return f.Namespace, nil
+	}
+	return attach.DefaultNamespace(f.config())
+}
+
+// TargetsOptions are the options of `kdap targets`.
+type TargetsOptions struct {
+	listFlags
+	Out io.Writer
 }
 
 func newTargetsCommand() *cobra.Command {
@@ -38,32 +69,15 @@ picker reads.`,
 			return o.Run(cmd.Context())
 		},
 	}
-	o.addFlags(cmd)
-	cmd.Flags().StringVarP(&o.Namespace, "namespace", "n", "", "namespace (default: the context's)")
-	cmd.Flags().BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "list every namespace")
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "table or json")
+	o.addListFlags(cmd)
 	return cmd
-}
-
-// Validate checks the options.
-func (o *TargetsOptions) Validate() error {
-	if o.Output != "table" && o.Output != "json" {
-		return fmt.Errorf("--output %q: use table or json", o.Output)
-	}
-	if o.AllNamespaces && o.Namespace != "" {
-		return fmt.Errorf("--namespace and --all-namespaces exclude each other")
-	}
-	return nil
 }
 
 // Run lists the targets.
 func (o *TargetsOptions) Run(ctx context.Context) error {
-	ns := o.Namespace
-	if !o.AllNamespaces && ns == "" {
-		var err error
-		if ns, err = attach.DefaultNamespace(o.config()); err != nil {
-			return err
-		}
+	ns, err := o.namespace()
+	if err != nil {
+		return err
 	}
 	targets, err := attach.ListTargets(ctx, o.config(), ns)
 	if err != nil {

@@ -14,7 +14,6 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/kdap/kdap/dap"
 	"github.com/kdap/kdap/dap/daptest"
@@ -25,22 +24,23 @@ import (
 // breakpoint line with its locals, a logpoint line, a request that hits
 // them and the reply it gets, and a path that does not (the probe's).
 type stagingService struct {
-	image, probePath string
-	file             string
-	line, logLine    int
-	local            string // a local at line, and its value for request(n)
-	localValue       func(n int) string
-	logMessage       string // at logLine
-	logged           func(n int) string
-	condition        string // true for even n
-	request          func(n int) string
-	reply            func(n int) string
+	image         string
+	probe         []string // an exec probe: GETs the service on the pod's loopback
+	file          string
+	line, logLine int
+	local         string // a local at line, and its value for request(n)
+	localValue    func(n int) string
+	logMessage    string // at logLine
+	logged        func(n int) string
+	condition     string // true for even n
+	request       func(n int) string
+	reply         func(n int) string
 }
 
 func goStaging(t testing.TB) (root string, s stagingService) {
 	root, mainGo := localCopy(t)
 	return root, stagingService{
-		image: fixtures.GoHTTPImage, probePath: "/busy", file: mainGo,
+		image: fixtures.GoHTTPImage, probe: []string{"/gohttp", "-probe", "http://127.0.0.1:8080/busy"}, file: mainGo,
 		line: lineOf(t, mainGo, "message := fmt.Sprintf"), logLine: lineOf(t, mainGo, "return message"),
 		local: "name", localValue: func(n int) string { return fmt.Sprintf("%q", fmt.Sprintf("n%d", n)) },
 		logMessage: "greeting {count}", logged: func(n int) string { return fmt.Sprintf("greeting %d", n) },
@@ -53,7 +53,7 @@ func goStaging(t testing.TB) (root string, s stagingService) {
 func pyStaging(t testing.TB) (root string, s stagingService) {
 	root, pricing := pyLocalCopy(t)
 	return root, stagingService{
-		image: fixtures.PyHTTPImage, probePath: "/busy", file: pricing,
+		image: fixtures.PyHTTPImage, probe: []string{"python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/busy', timeout=1)"}, file: pricing,
 		line: lineOf(t, pricing, "total = items * unit"), logLine: lineOf(t, pricing, "return total"),
 		local: "items", localValue: func(n int) string { return fmt.Sprint(n) },
 		logMessage: "quote {total}", logged: func(n int) string { return fmt.Sprintf("quote %d", 7*n) },
@@ -63,12 +63,14 @@ func pyStaging(t testing.TB) (root string, s stagingService) {
 	}
 }
 
-// probedPod creates the service's pod with an HTTP liveness probe every
-// 2 s, 1 s timeout, 3 failures: a stop may last about 5 s.
+// probedPod creates the service's pod with a liveness probe every 2 s,
+// 1 s timeout, 3 failures: a stop may last about 5 s. The probe is an exec
+// probe that asks the service on the pod's loopback (the kubelet's HTTP
+// probes dial the pod IP, which nothing here may).
 func probedPod(t *testing.T, ns, name string, s stagingService) {
 	createPodWith(t, ns, name, s.image, func(p *corev1.Pod) {
 		p.Spec.Containers[0].LivenessProbe = &corev1.Probe{
-			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: s.probePath, Port: intstr.FromInt32(fixtures.GoHTTPPort)}},
+			ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: s.probe}},
 			PeriodSeconds: 2, TimeoutSeconds: 1, FailureThreshold: 3,
 		}
 	})
