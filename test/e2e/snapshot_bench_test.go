@@ -32,6 +32,7 @@ func BenchmarkSnapshots(b *testing.B) {
 		root, s := tg.setUp(b)
 		ns := newNamespace(b, nil)
 		createPod(b, ns, "svc", s.image)
+		waitLog(b, ns, "svc", s.ready)
 		svc := "http://" + podForward(b, ns, "svc", fixtures.GoHTTPPort)
 		b.Run(tg.runtime, func(b *testing.B) {
 			n := 20 * b.N

@@ -25,6 +25,7 @@ import (
 // them and the reply it gets, and a path that does not (the probe's).
 type stagingService struct {
 	image         string
+	ready         string   // what the service logs once it serves
 	probe         []string // an exec probe: GETs the service on the pod's loopback
 	file          string
 	line, logLine int
@@ -40,7 +41,7 @@ type stagingService struct {
 func goStaging(t testing.TB) (root string, s stagingService) {
 	root, mainGo := localCopy(t)
 	return root, stagingService{
-		image: fixtures.GoHTTPImage, probe: []string{"/gohttp", "-probe", "http://127.0.0.1:8080/busy"}, file: mainGo,
+		image: fixtures.GoHTTPImage, ready: "gohttp listening", probe: []string{"/gohttp", "-probe", "http://127.0.0.1:8080/busy"}, file: mainGo,
 		line: lineOf(t, mainGo, "message := fmt.Sprintf"), logLine: lineOf(t, mainGo, "return message"),
 		local: "name", localValue: func(n int) string { return fmt.Sprintf("%q", fmt.Sprintf("n%d", n)) },
 		logMessage: "greeting {count}", logged: func(n int) string { return fmt.Sprintf("greeting %d", n) },
@@ -53,7 +54,7 @@ func goStaging(t testing.TB) (root string, s stagingService) {
 func pyStaging(t testing.TB) (root string, s stagingService) {
 	root, pricing := pyLocalCopy(t)
 	return root, stagingService{
-		image: fixtures.PyHTTPImage, probe: []string{"python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/busy', timeout=1)"}, file: pricing,
+		image: fixtures.PyHTTPImage, ready: "serving on", probe: []string{"python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/busy', timeout=1)"}, file: pricing,
 		line: lineOf(t, pricing, "total = items * unit"), logLine: lineOf(t, pricing, "return total"),
 		local: "items", localValue: func(n int) string { return fmt.Sprint(n) },
 		logMessage: "quote {total}", logged: func(n int) string { return fmt.Sprintf("quote %d", 7*n) },
