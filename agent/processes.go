@@ -146,6 +146,7 @@ const (
 	roleMain   = "main"   // a process of the runtime whose parent is not one
 	roleWorker = "worker" // a process of the runtime started by another (gunicorn's, a Node.js cluster's workers)
 	roleOther  = "other"  // not the runtime's (a shell, an init, a helper)
+	roleExec   = "exec"   // entered into the container later (an exec probe, kubectl exec), not started by its entrypoint
 )
 
 // classified is a container's processes with the role of each, given
@@ -158,16 +159,30 @@ type classified struct {
 // classify gives each process its role; isRuntime says whether a process
 // runs the runtime's program (helpers the debugger itself started, such as
 // debugpy's adapter, are not).
-func classify(procs []process, isRuntime func(process) bool) classified {
+//
+// With the container's own processes (exact), one whose parent is none of
+// them but the container's first such process — its entrypoint, the
+// lowest pid — was entered from outside later: an exec probe or a kubectl
+// exec, never a default (a liveness probe's python3 -c comes and goes
+// every few seconds).
+func classify(procs []process, isRuntime func(process) bool, exact bool) classified {
 	c := classified{procs: procs, role: map[int]string{}}
-	rt := map[int]bool{}
+	rt, in := map[int]bool{}, map[int]bool{}
 	for _, p := range procs {
-		rt[p.pid] = isRuntime(p)
+		rt[p.pid], in[p.pid] = isRuntime(p), true
+	}
+	entry := 0 // the entrypoint: the lowest pid whose parent is outside
+	for _, p := range procs {
+		if !in[p.ppid] && (entry == 0 || p.pid < entry) {
+			entry = p.pid
+		}
 	}
 	for _, p := range procs {
 		switch {
 		case !rt[p.pid]:
 			c.role[p.pid] = roleOther
+		case exact && !in[p.ppid] && p.pid != entry:
+			c.role[p.pid] = roleExec
 		case rt[p.ppid]:
 			c.role[p.pid] = roleWorker
 		default:
@@ -296,7 +311,7 @@ func (ps *processes) choose(runtime string) (*runtimes.Runtime, *runtimes.Target
 	if rt != nil {
 		ps.mu.Lock()
 		ps.rt = rt
-		c := ps.classifyLocked(procs)
+		c := ps.classifyLocked(procs, exact)
 		ps.last, ps.exact = c, exact
 		ps.mu.Unlock()
 		if d := c.defaults(); len(d) > 0 {
@@ -310,13 +325,13 @@ func (ps *processes) choose(runtime string) (*runtimes.Runtime, *runtimes.Target
 // inspectOne is the runtime's Target for pid, which must be one of its
 // processes in the target container.
 func (ps *processes) inspectOne(rt *runtimes.Runtime, pid int) (*runtimes.Target, error) {
-	procs, _, err := ps.scan()
+	procs, exact, err := ps.scan()
 	if err != nil {
 		return nil, err
 	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	c := ps.classifyLocked(procs)
+	c := ps.classifyLocked(procs, exact)
 	ps.last = c
 	p, ok := c.find(pid)
 	if !ok {
@@ -335,7 +350,7 @@ func (ps *processes) inspectOne(rt *runtimes.Runtime, pid int) (*runtimes.Target
 
 // classifyLocked gives each process its role, inspecting those not seen
 // before. mu is held.
-func (ps *processes) classifyLocked(procs []process) classified {
+func (ps *processes) classifyLocked(procs []process, exact bool) classified {
 	if ps.known == nil {
 		ps.known = map[string]*inspected{}
 	}
@@ -356,7 +371,7 @@ func (ps *processes) classifyLocked(procs []process) classified {
 	return classify(procs, func(p process) bool {
 		v := ps.known[key(p)]
 		return v.err == nil && !isDebuggerHelper(p)
-	})
+	}, exact)
 }
 
 // key tells a process from a later one with the same pid.
@@ -377,7 +392,7 @@ func (a *agent) processStatus() ([]agentapi.Process, bool) {
 		return nil, false
 	}
 	a.procs.mu.Lock()
-	c := a.procs.classifyLocked(procs)
+	c := a.procs.classifyLocked(procs, exact)
 	a.procs.last = c
 	a.procs.mu.Unlock()
 	def := map[int]bool{}

@@ -107,7 +107,7 @@ func TestWorkersAreDebuggedNotTheirMaster(t *testing.T) {
 		t.Fatal(err)
 	}
 	procs, _ := containerProcesses(all, appID)
-	c := classify(procs, func(p process) bool { return p.exe == py && !isDebuggerHelper(p) })
+	c := classify(procs, func(p process) bool { return p.exe == py && !isDebuggerHelper(p) }, true)
 	want := map[int]string{1: roleMain, 8: roleWorker, 9: roleWorker, 20: roleOther}
 	if !reflect.DeepEqual(c.role, want) {
 		t.Errorf("roles = %v, want %v", c.role, want)
@@ -122,9 +122,21 @@ func TestWorkersAreDebuggedNotTheirMaster(t *testing.T) {
 	g.add(6, 1, py, appID, py, "app.py")
 	all, _ = readProcesses(procfs(g.root), 999)
 	procs, _ = containerProcesses(all, appID)
-	c = classify(procs, func(p process) bool { return p.exe == py })
+	c = classify(procs, func(p process) bool { return p.exe == py }, true)
 	if got := c.defaults(); !reflect.DeepEqual(got, []int{6}) {
 		t.Errorf("defaults under a shell = %v, want [6]", got)
+	}
+
+	// An exec probe's interpreter, entered from outside the container's
+	// process tree (its parent is none of the container's), is no default.
+	h := newFakeProc(t)
+	h.add(1, 0, py, appID, py, "server.py")
+	h.add(57, 0, py, appID, py, "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/')")
+	all, _ = readProcesses(procfs(h.root), 999)
+	procs, _ = containerProcesses(all, appID)
+	c = classify(procs, func(p process) bool { return p.exe == py }, true)
+	if c.role[57] != roleExec || !reflect.DeepEqual(c.defaults(), []int{1}) {
+		t.Errorf("with an exec probe running: roles %v, defaults %v; want 57 exec and [1]", c.role, c.defaults())
 	}
 }
 

@@ -59,8 +59,10 @@ type Process struct {
 	PPID    int    `json:"ppid"`
 	Command string `json:"command"` // its command line
 	// Role is "main" (a process of the runtime whose parent is not one),
-	// "worker" (one started by another: gunicorn's, a Node.js cluster's)
-	// or "other" (a shell, an init, a helper: not debugged).
+	// "worker" (one started by another: gunicorn's, a Node.js cluster's),
+	// "exec" (entered into the container later: an exec probe, a kubectl
+	// exec; not debugged) or "other" (a shell, an init, a helper: not
+	// debugged).
 	Role string `json:"role"`
 	// Default says kdap debugs it unless "process" says otherwise: the
 	// workers when there are any, else the main processes.

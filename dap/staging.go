@@ -3,6 +3,7 @@ package dap
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	godap "github.com/google/go-dap"
@@ -48,7 +49,7 @@ type Summary struct {
 // the debugger, and keeps what the IDE may expand later.
 const (
 	snapshotFrames      = 20  // frames listed
-	snapshotFrameLocals = 3   // frames whose scopes are read
+	snapshotFrameLocals = 1   // frames whose scopes are read (each read costs the target a round trip)
 	snapshotDepth       = 2   // levels of structure below a scope
 	snapshotVariables   = 40  // variables kept per scope or value
 	snapshotRequests    = 60  // variables requests per capture
@@ -274,8 +275,8 @@ func (s *session) captureScopes(c *capture, frame *snapshotNode, frameID int) {
 		var body godap.ScopesResponseBody
 		json.Unmarshal(resp.Body(), &body)
 		for _, sc := range body.Scopes {
-			if sc.Expensive || sc.VariablesReference == 0 {
-				continue
+			if sc.Expensive || sc.VariablesReference == 0 || strings.HasPrefix(strings.ToLower(sc.Name), "global") {
+				continue // a snapshot is of the frame's own state (debugpy sends Globals as cheap)
 			}
 			n := &snapshotNode{name: sc.Name}
 			frame.children = append(frame.children, n)
@@ -293,9 +294,15 @@ func (s *session) captureVariables(c *capture, into *snapshotNode, ref, depth in
 	s.request(c, "variables", godap.VariablesArguments{VariablesReference: ref, Count: snapshotVariables}, func(resp *Message) {
 		var body godap.VariablesResponseBody
 		json.Unmarshal(resp.Body(), &body)
-		for i, v := range body.Variables {
+		kept := body.Variables[:0]
+		for _, v := range body.Variables {
+			if !debuggerGroups[v.Name] {
+				kept = append(kept, v)
+			}
+		}
+		for i, v := range kept {
 			if i == snapshotVariables {
-				into.children = append(into.children, &snapshotNode{name: "…", value: fmt.Sprintf("%d more not captured", len(body.Variables)-i)})
+				into.children = append(into.children, &snapshotNode{name: "…", value: fmt.Sprintf("%d more not captured", len(kept)-i)})
 				break
 			}
 			n := &snapshotNode{name: v.Name, value: truncateValue(v.Value), typ: v.Type}
@@ -306,6 +313,10 @@ func (s *session) captureVariables(c *capture, into *snapshotNode, ref, depth in
 		}
 	})
 }
+
+// debuggerGroups are the entries debugpy groups dunder, function and class
+// members under: the snapshot leaves them out.
+var debuggerGroups = map[string]bool{"special variables": true, "function variables": true, "class variables": true, "protected variables": true}
 
 func truncateValue(v string) string {
 	if len(v) <= snapshotValueBytes {

@@ -167,4 +167,3 @@ func TestSessionLimitDetachesAndEnds(t *testing.T) {
 		t.Errorf("summary = %+v", sum)
 	}
 }
-

@@ -27,6 +27,7 @@ type Client struct {
 	mu       sync.Mutex
 	seq      int
 	seen     []string        // recent messages, for failure reports
+	console  []string        // the text of every output event, in order
 	requests map[string]bool // commands of the reverse requests received
 }
 
@@ -221,8 +222,26 @@ func (c *Client) Recent() []string {
 	return append([]string(nil), c.seen...)
 }
 
+// Console is the text of every output event read so far.
+func (c *Client) Console() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.console, "")
+}
+
 func (c *Client) remember(m *dap.Message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.seen = append(c.seen, string(m.Raw))
+	if m.Type == "event" && m.Event == "output" {
+		var out struct {
+			Body struct {
+				Output string `json:"output"`
+			} `json:"body"`
+		}
+		json.Unmarshal(m.Raw, &out)
+		c.console = append(c.console, out.Body.Output)
+	}
 	if len(c.seen) > 20 {
 		c.seen = c.seen[1:]
 	}

@@ -39,6 +39,7 @@ func startKdap(t *testing.T, extra ...string) *kdapProcess {
 		"--image-repository", env.images} // kdap's default images, in the suite's registry
 	args = append(args, extra...)
 	cmd := exec.Command(env.kdap, args...)
+	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+env.state) // its local log, the suite's
 	cmd.Stderr = &testWriter{t: t, prefix: "kdap stderr: "}
 	out, err := cmd.StdoutPipe()
 	if err != nil {

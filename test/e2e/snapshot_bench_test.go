@@ -28,12 +28,12 @@ func BenchmarkSnapshots(b *testing.B) {
 	for _, tg := range []struct {
 		runtime string
 		setUp   func(testing.TB) (string, stagingService)
-	}{{"go", goStaging}, {"python", pyStaging}} {
+	}{{"go", goStaging}, {"python", pyStaging}, {"node", nodeStaging}} {
 		root, s := tg.setUp(b)
 		ns := newNamespace(b, nil)
 		createPod(b, ns, "svc", s.image)
 		waitLog(b, ns, "svc", s.ready)
-		svc := "http://" + podForward(b, ns, "svc", fixtures.GoHTTPPort)
+		svc := "http://" + podForward(b, ns, "svc", s.port)
 		b.Run(tg.runtime, func(b *testing.B) {
 			n := 20 * b.N
 			idle50, idle99 := requestLatency(b, svc+s.request(1), n)
@@ -48,7 +48,7 @@ func BenchmarkSnapshots(b *testing.B) {
 			c.Timeout = 3 * time.Minute
 			defer c.Close()
 			c.ExpectResponse(b, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
-			att := c.Send("attach", map[string]any{"target": "pod/svc", "namespace": ns, "localRoot": root, "runtime": tg.runtime, "mode": "snapshot"})
+			att := c.Send("attach", map[string]any{"target": "pod/svc", "namespace": ns, "localRoot": root, "runtime": s.runtime, "mode": "snapshot"})
 			c.ExpectEvent(b, "initialized")
 			bp := c.Send("setBreakpoints", godap.SetBreakpointsArguments{Source: godap.Source{Path: s.file}, Breakpoints: []godap.SourceBreakpoint{{Line: s.line}}})
 			c.ExpectResponses(b, att, bp, c.Send("configurationDone", nil))

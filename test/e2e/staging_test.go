@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,20 +15,27 @@ import (
 	godap "github.com/google/go-dap"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kdap/kdap/dap"
 	"github.com/kdap/kdap/dap/daptest"
+	"github.com/kdap/kdap/runtimes"
 	"github.com/kdap/kdap/test/fixtures"
 )
 
 // stagingService is one runtime's service as the staging tests use it: a
 // breakpoint line with its locals, a logpoint line, a request that hits
-// them and the reply it gets, and a path that does not (the probe's).
+// them and the reply it gets, and how its pod is made and probed.
 type stagingService struct {
-	image         string
-	ready         string   // what the service logs once it serves
-	probe         []string // an exec probe: GETs the service on the pod's loopback
+	image   string
+	ready   string   // what the service logs once it serves
+	probe   []string // an exec probe: GETs the service on the pod's loopback
+	port    int
+	runtime string
+	// pod creates the service's pod with edit applied (default: createPodWith).
+	pod           func(t *testing.T, ns, name string, edit func(*corev1.Pod))
 	file          string
 	line, logLine int
 	local         string // a local at line, and its value for request(n)
@@ -41,10 +50,10 @@ type stagingService struct {
 func goStaging(t testing.TB) (root string, s stagingService) {
 	root, mainGo := localCopy(t)
 	return root, stagingService{
-		image: fixtures.GoHTTPImage, ready: "gohttp listening", probe: []string{"/gohttp", "-probe", "http://127.0.0.1:8080/busy"}, file: mainGo,
+		image: fixtures.GoHTTPImage, ready: "gohttp listening", port: fixtures.GoHTTPPort, runtime: "go", probe: []string{"/gohttp", "-probe", "http://127.0.0.1:8080/busy"}, file: mainGo,
 		line: lineOf(t, mainGo, "message := fmt.Sprintf"), logLine: lineOf(t, mainGo, "return message"),
 		local: "name", localValue: func(n int) string { return fmt.Sprintf("%q", fmt.Sprintf("n%d", n)) },
-		logMessage: "greeting {count}", logged: func(n int) string { return fmt.Sprintf("greeting %d", n) },
+		logMessage: "greeting {name}", logged: func(n int) string { return fmt.Sprintf(`greeting "n%d"`, n) },
 		condition: "count % 2 == 0", // count is the request's number: the n of the tests' requests
 		request:   func(n int) string { return fmt.Sprintf("/hello?name=n%d", n) },
 		reply:     func(n int) string { return fmt.Sprintf("hello, n%d", n) },
@@ -54,7 +63,7 @@ func goStaging(t testing.TB) (root string, s stagingService) {
 func pyStaging(t testing.TB) (root string, s stagingService) {
 	root, pricing := pyLocalCopy(t)
 	return root, stagingService{
-		image: fixtures.PyHTTPImage, ready: "serving on", probe: []string{"python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/busy', timeout=1)"}, file: pricing,
+		image: fixtures.PyHTTPImage, ready: "serving on", port: fixtures.GoHTTPPort, runtime: "python", probe: []string{"python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/busy', timeout=1)"}, file: pricing,
 		line: lineOf(t, pricing, "total = items * unit"), logLine: lineOf(t, pricing, "return total"),
 		local: "items", localValue: func(n int) string { return fmt.Sprint(n) },
 		logMessage: "quote {total}", logged: func(n int) string { return fmt.Sprintf("quote %d", 7*n) },
@@ -64,18 +73,63 @@ func pyStaging(t testing.TB) (root string, s stagingService) {
 	}
 }
 
+func nodeStaging(t testing.TB) (root string, s stagingService) {
+	root, pricing, line := nodeJS.localCopy(t)
+	return root, stagingService{
+		image: fixtures.NodeHTTPImage, ready: "nodehttp listening", port: fixtures.NodeHTTPPort, runtime: "node",
+		probe: []string{"/usr/local/bin/node", "-e", "require('http').get('http://127.0.0.1:3000/busy', r => process.exit(r.statusCode === 200 ? 0 : 1)).on('error', () => process.exit(1))"},
+		file:  pricing, line: line, logLine: lineOf(t, pricing, "return total"),
+		local: "items", localValue: func(n int) string { return fmt.Sprint(n) },
+		logMessage: "quote {total}", logged: func(n int) string { return fmt.Sprintf("quote %d", 7*n) },
+		condition: "items % 2 === 0",
+		request:   func(n int) string { return fmt.Sprintf("/quote?items=%d", n) },
+		reply:     func(n int) string { return fmt.Sprintf("total: %d", 7*n) },
+	}
+}
+
+// javaStaging has no probe: an exec probe would start a JVM every 2 s.
+func javaStaging(t testing.TB) (root string, s stagingService) {
+	src := javaLocalCopy(t)
+	return src.root, stagingService{
+		image: fixtures.JavaHTTPImage, ready: "javahttp listening", port: fixtures.JavaHTTPPort, runtime: "java",
+		pod: func(t *testing.T, ns, name string, edit func(*corev1.Pod)) {
+			createPodWith(t, ns, name, fixtures.JavaHTTPImage, func(p *corev1.Pod) {
+				p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "JAVA_TOOL_OPTIONS", Value: runtimes.JDWPFlag(17)}}
+				edit(p)
+			})
+		},
+		file: src.pricing, line: lineOf(t, src.pricing, javaQuoteLine), logLine: lineOf(t, src.pricing, "quoted += total;"),
+		local: "items", localValue: func(n int) string { return fmt.Sprint(n) },
+		logMessage: "quote {total}", logged: func(n int) string { return fmt.Sprintf("quote %d", 7*n) },
+		condition: "items % 2 == 0",
+		request:   func(n int) string { return fmt.Sprintf("/quote?items=%d", n) },
+		reply:     func(n int) string { return fmt.Sprintf("total: %d", 7*n) },
+	}
+}
+
+// servicePod creates the service's pod, edited, and waits until it serves.
+func (s stagingService) servicePod(t *testing.T, ns, name string, edit func(*corev1.Pod)) {
+	t.Helper()
+	if s.pod != nil {
+		s.pod(t, ns, name, edit)
+	} else {
+		createPodWith(t, ns, name, s.image, edit)
+	}
+	logsOnFailure(t, ns, name)
+	waitLog(t, ns, name, s.ready)
+}
+
 // probedPod creates the service's pod with a liveness probe every 2 s,
 // 1 s timeout, 3 failures: a stop may last about 5 s. The probe is an exec
 // probe that asks the service on the pod's loopback (the kubelet's HTTP
 // probes dial the pod IP, which nothing here may).
 func probedPod(t *testing.T, ns, name string, s stagingService) {
-	createPodWith(t, ns, name, s.image, func(p *corev1.Pod) {
+	s.servicePod(t, ns, name, func(p *corev1.Pod) {
 		p.Spec.Containers[0].LivenessProbe = &corev1.Probe{
 			ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: s.probe}},
 			PeriodSeconds: 2, TimeoutSeconds: 1, FailureThreshold: 3,
 		}
 	})
-	logsOnFailure(t, ns, name)
 }
 
 func restartCount(t *testing.T, ns, pod string) int32 {
@@ -99,27 +153,33 @@ func output(category, want string) func(*dap.Message) bool {
 
 func TestStagingStopLimitGo(t *testing.T) {
 	root, s := goStaging(t)
-	testStopLimit(t, root, s, "")
+	testStopLimit(t, root, s)
 }
 
 func TestStagingStopLimitPython(t *testing.T) {
 	root, s := pyStaging(t)
-	testStopLimit(t, root, s, "python")
+	testStopLimit(t, root, s)
+}
+
+func TestStagingStopLimitNode(t *testing.T) {
+	root, s := nodeStaging(t)
+	testStopLimit(t, root, s)
 }
 
 // testStopLimit: with the default stopLimit the stop ends before the
 // probe fails three times and the container is not restarted; with
 // "stopLimit": "off" it is, and the session says the kubelet restarted it.
-func testStopLimit(t *testing.T, root string, s stagingService, runtime string) {
+func testStopLimit(t *testing.T, root string, s stagingService) {
 	ns := newNamespace(t, nil)
 	probedPod(t, ns, "web", s)
-	svc := serviceForward(t, ns, "web")
+	svc := podForward(t, ns, "web", s.port)
 	k := startKdap(t)
-	args := map[string]any{"target": "pod/web", "namespace": ns, "localRoot": root, "runtime": runtime}
+	args := map[string]any{"target": "pod/web", "namespace": ns, "localRoot": root, "runtime": s.runtime}
 
 	c := attachSessionWith(t, k, args, s.file, s.line)
 	said(t, c, "a stop at a breakpoint may last about 5s before the kubelet restarts container app")
 	t.Logf("restarts after attach: %d", restartCount(t, ns, "web"))
+	setBreakpoints(t, c, s.file, map[string]any{"line": s.line}, map[string]any{"line": s.logLine, "logMessage": s.logMessage})
 	reply := getAsync("http://" + svc + s.request(3))
 	stoppedAt := time.Now()
 	expectStop(t, c, s.file, s.line)
@@ -128,7 +188,8 @@ func testStopLimit(t *testing.T, root string, s stagingService, runtime string) 
 	c.Expect(t, "the stop limit's resumption", output("important", "resumed the target after 4"))
 	expectReply(t, reply, s.reply(3), 10*time.Second)
 	t.Logf("stopped %s in all, resumed by the stop limit", time.Since(stoppedAt).Round(100*time.Millisecond))
-	time.Sleep(8 * time.Second) // four more probes: they pass
+	expectSaid(t, c, s.logged(3)) // the logpoint, in stop mode
+	time.Sleep(8 * time.Second)   // four more probes: they pass
 	if n := restartCount(t, ns, "web"); n != 0 {
 		t.Fatalf("the container restarted %d times under the stop limit", n)
 	}
@@ -136,7 +197,7 @@ func testStopLimit(t *testing.T, root string, s stagingService, runtime string) 
 
 	args["stopLimit"] = "off"
 	c = attachSessionWith(t, k, args, s.file, s.line)
-	said(t, c, `and \"stopLimit\": \"off\" lets it`)
+	said(t, c, `and "stopLimit": "off" lets it`)
 	reply = getAsync("http://" + svc + s.request(4))
 	thread, _ := expectStop(t, c, s.file, s.line)
 	c.Expect(t, "the warning as the restart nears", output("important", "continue now to keep it"))
@@ -162,12 +223,22 @@ func testStopLimit(t *testing.T, root string, s stagingService, runtime string) 
 
 func TestStagingSnapshotsGo(t *testing.T) {
 	root, s := goStaging(t)
-	testSnapshots(t, root, s, "")
+	testSnapshots(t, root, s)
 }
 
 func TestStagingSnapshotsPython(t *testing.T) {
 	root, s := pyStaging(t)
-	testSnapshots(t, root, s, "python")
+	testSnapshots(t, root, s)
+}
+
+func TestStagingSnapshotsNode(t *testing.T) {
+	root, s := nodeStaging(t)
+	testSnapshots(t, root, s)
+}
+
+func TestStagingSnapshotsJava(t *testing.T) {
+	root, s := javaStaging(t)
+	testSnapshots(t, root, s)
 }
 
 // testSnapshots: in a namespace annotated snapshot-only, a stopping
@@ -175,7 +246,7 @@ func TestStagingSnapshotsPython(t *testing.T) {
 // snapshot per hit (locals included) and never holds a request longer
 // than the capture; a condition is respected; a logpoint prints; the
 // session leaves Events on the pod and kdap sessions lists the agent.
-func testSnapshots(t *testing.T, root string, s stagingService, runtime string) {
+func testSnapshots(t *testing.T, root string, s stagingService) {
 	ns := newNamespace(t, nil)
 	nsObj, err := env.clientset.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{})
 	if err != nil {
@@ -185,11 +256,10 @@ func testSnapshots(t *testing.T, root string, s stagingService, runtime string) 
 	if _, err := env.clientset.CoreV1().Namespaces().Update(context.Background(), nsObj, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	createPod(t, ns, "web", s.image)
-	logsOnFailure(t, ns, "web")
-	svc := serviceForward(t, ns, "web")
+	s.servicePod(t, ns, "web", func(*corev1.Pod) {})
+	svc := podForward(t, ns, "web", s.port)
 	k := startKdap(t)
-	args := map[string]any{"target": "pod/web", "namespace": ns, "localRoot": root, "runtime": runtime}
+	args := map[string]any{"target": "pod/web", "namespace": ns, "localRoot": root, "runtime": s.runtime}
 
 	refused := k.connect(t)
 	refused.ExpectResponse(t, refused.Send("initialize", godap.InitializeRequestArguments{AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
@@ -233,13 +303,7 @@ func testSnapshots(t *testing.T, root string, s stagingService, runtime string) 
 	}
 
 	// A condition (even requests only) and a logpoint.
-	bp := c.ExpectResponse(t, c.Send("setBreakpoints", map[string]any{"source": map[string]any{"path": s.file}, "breakpoints": []map[string]any{
-		{"line": s.line, "condition": s.condition}, {"line": s.logLine, "logMessage": s.logMessage}}}))
-	var bps godap.SetBreakpointsResponseBody
-	daptest.Decode(t, bp, &bps)
-	if len(bps.Breakpoints) != 2 {
-		t.Fatalf("setBreakpoints: %s", bp.Raw)
-	}
+	setBreakpoints(t, c, s.file, map[string]any{"line": s.line, "condition": s.condition}, map[string]any{"line": s.logLine, "logMessage": s.logMessage})
 	for i := 11; i <= 14; i++ {
 		expectReply(t, getAsync("http://"+svc+s.request(i)), s.reply(i), 20*time.Second)
 		logged, captured := false, false
@@ -276,8 +340,31 @@ func testSnapshots(t *testing.T, root string, s stagingService, runtime string) 
 // attach has already read).
 func said(t *testing.T, c *daptest.Client, want string) {
 	t.Helper()
-	if !strings.Contains(strings.Join(c.Recent(), "\n"), want) {
-		t.Errorf("the session did not say %q; saw:\n%s", want, strings.Join(c.Recent(), "\n"))
+	if !strings.Contains(c.Console(), want) {
+		t.Errorf("the session did not say %q; its console:\n%s", want, c.Console())
+	}
+}
+
+// setBreakpoints sets the file's breakpoints (a map each: a logpoint's
+// logMessage must not be lost to omitempty) and checks each was answered.
+func setBreakpoints(t *testing.T, c *daptest.Client, file string, bps ...map[string]any) {
+	t.Helper()
+	resp := c.ExpectResponse(t, c.Send("setBreakpoints", map[string]any{"source": map[string]any{"path": file}, "breakpoints": bps}))
+	var body godap.SetBreakpointsResponseBody
+	daptest.Decode(t, resp, &body)
+	if len(body.Breakpoints) != len(bps) {
+		t.Fatalf("setBreakpoints: %s", resp.Raw)
+	}
+}
+
+// expectSaid waits until the session's console has said want.
+func expectSaid(t *testing.T, c *daptest.Client, want string) {
+	t.Helper()
+	if strings.Contains(c.Console(), want) {
+		return
+	}
+	if _, ok := c.Poll(output("", want), 10*time.Second); !ok {
+		t.Errorf("the session did not say %q; its console:\n%s", want, c.Console())
 	}
 }
 
@@ -357,4 +444,48 @@ func waitEvents(t *testing.T, ns, pod string, want ...string) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Errorf("no KdapDebugSession Events on pod %s with %q; saw %q", pod, want, msgs)
+}
+
+// TestStagingWithoutEventsOrNamespaceRBAC: a user who may debug pods but
+// not create events nor read the namespace is told so once each, debugs
+// as usual, and the session is in kdap's local log.
+func TestStagingWithoutEventsOrNamespaceRBAC(t *testing.T) {
+	root, s := goStaging(t)
+	ns := newNamespace(t, nil)
+	s.servicePod(t, ns, "web", func(*corev1.Pod) {})
+	svc := podForward(t, ns, "web", s.port)
+	userClient(t, ns, "dev", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods", "pods/ephemeralcontainers", "pods/portforward"},
+		Verbs: []string{"get", "list", "watch", "patch", "create"}})
+	certPEM, keyPEM, err := env.cluster.IssueUser("dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*kubeconfigFor(t, certPEM, keyPEM), file); err != nil {
+		t.Fatal(err)
+	}
+	k := startKdap(t)
+	c := attachSessionWith(t, k, map[string]any{"target": "pod/web", "namespace": ns, "localRoot": root, "kubeconfig": file, "runtime": "go"}, s.file, s.line)
+	reply := getAsync("http://" + svc + s.request(1))
+	thread, _ := expectStop(t, c, s.file, s.line)
+	c.ExpectResponse(t, c.Send("continue", godap.ContinueArguments{ThreadId: thread}))
+	expectReply(t, reply, s.reply(1), 10*time.Second)
+	console := c.Console()
+	for _, want := range []string{"this session leaves no Event on pod " + ns + "/web", "could not read namespace " + ns + " (RBAC: you may not get namespaces)"} {
+		if n := strings.Count(console, want); n != 1 {
+			t.Errorf("the console said %q %d times, want once:\n%s", want, n, console)
+		}
+	}
+	c.ExpectResponse(t, c.Send("disconnect", godap.DisconnectArguments{}))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		log, _ := os.ReadFile(filepath.Join(env.state, "kdap", "kdap.log"))
+		if strings.Contains(string(log), `"action":"debug session ended","namespace":"`+ns+`","pod":"web"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kdap's local log has no end of this session:\n%s", log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
