@@ -137,14 +137,18 @@ func (p Policy) refuseRaw(ns string) error {
 
 // stopBudget is how long the container's process may stay stopped before
 // the kubelet restarts it, from its liveness probe (or its startup probe,
-// while that still runs), and what says so; 0 when no probe would.
+// while that still runs), what says so, and the stop "stopLimit": "auto"
+// allows; 0 when no probe would restart it.
 //
 // A probe runs every period and fails after its timeout; the kubelet
 // restarts the container at the failureThreshold-th failure in a row, so
 // the soonest restart comes timeout + (threshold-1)·period after the stop
-// began. A tcpSocket probe passes while the process is stopped (the
+// began. The automatic limit lets the stop cause one failure fewer than
+// that: a failure from elsewhere (Python's attach holds the target while
+// gdb injects debugpy; a probe slow on a loaded node) then costs no
+// restart. A tcpSocket probe passes while the process is stopped (the
 // kernel accepts the connection), so it never restarts it.
-func stopBudget(pod *corev1.Pod, container string) (time.Duration, string) {
+func stopBudget(pod *corev1.Pod, container string) (budget, auto time.Duration, why string) {
 	var spec *corev1.Container
 	for i := range pod.Spec.Containers {
 		if pod.Spec.Containers[i].Name == container {
@@ -152,7 +156,7 @@ func stopBudget(pod *corev1.Pod, container string) (time.Duration, string) {
 		}
 	}
 	if spec == nil {
-		return 0, ""
+		return 0, 0, ""
 	}
 	probe, kind := spec.LivenessProbe, "liveness"
 	for _, st := range pod.Status.ContainerStatuses {
@@ -161,11 +165,16 @@ func stopBudget(pod *corev1.Pod, container string) (time.Duration, string) {
 		}
 	}
 	if probe == nil || probe.TCPSocket != nil {
-		return 0, ""
+		return 0, 0, ""
 	}
 	period, timeout, threshold := int32Or(probe.PeriodSeconds, 10), int32Or(probe.TimeoutSeconds, 1), int32Or(probe.FailureThreshold, 3)
-	budget := time.Duration(timeout+(threshold-1)*period) * time.Second
-	return budget, fmt.Sprintf("its %s probe: %s every %ds, %ds timeout, restart after %d failures", kind, describeProbe(probe), period, timeout, threshold)
+	second := func(n int32) time.Duration { return time.Duration(n) * time.Second }
+	budget = second(timeout + (threshold-1)*period)
+	auto = budget / 2
+	if threshold >= 3 {
+		auto = second(timeout+(threshold-2)*period) - 500*time.Millisecond
+	}
+	return budget, auto, fmt.Sprintf("its %s probe: %s every %ds, %ds timeout, restart after %d failures", kind, describeProbe(probe), period, timeout, threshold)
 }
 
 func int32Or(v, def int32) int32 {
@@ -214,16 +223,17 @@ func stagingFor(args Args, pod *corev1.Pod, container string, policy Policy) (da
 		g.SessionLimit, g.SessionBy = policy.MaxSession, fmt.Sprintf("namespace %s's annotation %s=%s", ns, AnnotationMaxSession, policy.MaxSession)
 		notes = append(notes, fmt.Sprintf("kdap: this session ends after %s (%s)", policy.MaxSession, g.SessionBy))
 	}
-	auto, off, limit, err := args.StopLimit.parse()
+	isAuto, off, limit, err := args.StopLimit.parse()
 	if err != nil {
 		return g, nil, err
 	}
-	g.StopBudget, g.Budget = stopBudget(pod, container)
+	var auto time.Duration
+	g.StopBudget, auto, g.Budget = stopBudget(pod, container)
 	switch {
 	case off:
 		g.Limit = `"stopLimit": "off"`
-	case auto && g.StopBudget > 0:
-		g.StopLimit, g.Limit = autoLimit(g.StopBudget), `"stopLimit": "auto"`
+	case isAuto && g.StopBudget > 0:
+		g.StopLimit, g.Limit = auto, `"stopLimit": "auto"`
 	case limit > 0:
 		g.StopLimit, g.Limit = limit, fmt.Sprintf(`"stopLimit": %s`, strconv.Quote(string(args.StopLimit)))
 	}
@@ -248,15 +258,6 @@ func stagingFor(args Args, pod *corev1.Pod, container string, policy Policy) (da
 		notes = append(notes, fmt.Sprintf("kdap: no probe restarts container %s while it is stopped; a stop still holds every request the pod serves", container))
 	}
 	return g, notes, nil
-}
-
-// autoLimit resumes a second before the soonest restart (half the budget
-// when that is short): a probe sent then is answered once the target runs.
-func autoLimit(budget time.Duration) time.Duration {
-	if budget >= 2*time.Second {
-		return budget - time.Second
-	}
-	return budget / 2
 }
 
 // restarts is the container's restart count in the pod's status.

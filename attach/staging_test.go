@@ -32,7 +32,7 @@ func TestStopBudgetFromTheLivenessProbe(t *testing.T) {
 		{"defaults: 10s x3, 1s", httpProbe(0, 0, 0), 21 * time.Second},
 		{"tcp passes while stopped", &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8080)}}}, 0},
 	} {
-		got, why := stopBudget(probedPod(tc.probe), "app")
+		got, _, why := stopBudget(probedPod(tc.probe), "app")
 		if got != tc.want {
 			t.Errorf("%s: budget %s, want %s (%s)", tc.name, got, tc.want, why)
 		}
@@ -45,8 +45,8 @@ func TestStopBudgetFromTheLivenessProbe(t *testing.T) {
 func TestStagingDefaultsAndLimits(t *testing.T) {
 	pod := probedPod(httpProbe(2, 1, 3))
 	g, notes, err := stagingFor(Args{}, pod, "app", Policy{})
-	if err != nil || g.StopLimit != 4*time.Second || g.Snapshot {
-		t.Fatalf("default staging = %+v, %v; want stop mode, auto limit 4s", g, err)
+	if err != nil || g.StopLimit != 2500*time.Millisecond || g.Snapshot {
+		t.Fatalf("default staging = %+v, %v; want stop mode, auto limit 2.5s (one probe failure of slack)", g, err)
 	}
 	if len(notes) != 1 || !strings.Contains(notes[0], "about 5s before the kubelet restarts container app") {
 		t.Errorf("notes = %q", notes)
@@ -102,5 +102,22 @@ func TestPolicyAnnotations(t *testing.T) {
 	ns.Annotations[AnnotationMaxStop] = "ten"
 	if _, err := ReadPolicy(ns); err == nil || !strings.Contains(err.Error(), "kdap.dev/max-stop") {
 		t.Errorf("malformed annotation: %v", err)
+	}
+}
+
+func TestRestartCause(t *testing.T) {
+	for _, tc := range []struct {
+		t      *corev1.ContainerStateTerminated
+		killed string
+		want   string
+	}{
+		{&corev1.ContainerStateTerminated{Reason: "Error", ExitCode: 137}, "Container app failed liveness probe, will be restarted", "the kubelet killed it: Container app failed liveness probe"},
+		{&corev1.ContainerStateTerminated{Reason: "OOMKilled", ExitCode: 137}, "", "OOMKilled"},
+		{&corev1.ContainerStateTerminated{Reason: "Error", ExitCode: 3}, "", "exited with code 3"},
+		{nil, "", "not reported"},
+	} {
+		if got := restartCause(tc.t, tc.killed); !strings.Contains(got, tc.want) {
+			t.Errorf("restartCause(%+v, %q) = %q, want it to say %q", tc.t, tc.killed, got, tc.want)
+		}
 	}
 }

@@ -166,7 +166,10 @@ func (s *session) limitStop() {
 		if s.staging.StopBudget > 0 {
 			msg += fmt.Sprintf(", before the kubelet would restart it (%s)", s.staging.Budget)
 		}
-		s.important(msg + "; set \"stopLimit\": \"off\" to stay stopped\n")
+		if strings.HasPrefix(s.staging.Limit, `"stopLimit"`) { // not a namespace's limit, which the user cannot lift
+			msg += `; set "stopLimit": "off" to stay stopped`
+		}
+		s.important(msg + "\n")
 	}
 }
 

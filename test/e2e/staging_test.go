@@ -63,7 +63,7 @@ func goStaging(t testing.TB) (root string, s stagingService) {
 func pyStaging(t testing.TB) (root string, s stagingService) {
 	root, pricing := pyLocalCopy(t)
 	return root, stagingService{
-		image: fixtures.PyHTTPImage, ready: "serving on", port: fixtures.GoHTTPPort, runtime: "python", probe: []string{"python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/busy', timeout=1)"}, file: pricing,
+		image: fixtures.PyHTTPImage, ready: "serving on", port: fixtures.GoHTTPPort, runtime: "python", probe: []string{"python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/busy', timeout=30)"}, file: pricing,
 		line: lineOf(t, pricing, "total = items * unit"), logLine: lineOf(t, pricing, "return total"),
 		local: "items", localValue: func(n int) string { return fmt.Sprint(n) },
 		logMessage: "quote {total}", logged: func(n int) string { return fmt.Sprintf("quote %d", 7*n) },
@@ -120,14 +120,16 @@ func (s stagingService) servicePod(t *testing.T, ns, name string, edit func(*cor
 }
 
 // probedPod creates the service's pod with a liveness probe every 2 s,
-// 1 s timeout, 3 failures: a stop may last about 5 s. The probe is an exec
-// probe that asks the service on the pod's loopback (the kubelet's HTTP
-// probes dial the pod IP, which nothing here may).
+// 2 s timeout, 3 failures: a stop may last about 6 s, and "stopLimit":
+// "auto" ends it at 3.5 s. The probe is an exec probe that asks the service
+// on the pod's loopback (the kubelet's HTTP probes dial the pod IP, which
+// nothing here may) and waits, like an HTTP probe, until the kubelet's
+// timeout fails it.
 func probedPod(t *testing.T, ns, name string, s stagingService) {
 	s.servicePod(t, ns, name, func(p *corev1.Pod) {
 		p.Spec.Containers[0].LivenessProbe = &corev1.Probe{
 			ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: s.probe}},
-			PeriodSeconds: 2, TimeoutSeconds: 1, FailureThreshold: 3,
+			PeriodSeconds: 2, TimeoutSeconds: 2, FailureThreshold: 3,
 		}
 	})
 }
@@ -177,15 +179,15 @@ func testStopLimit(t *testing.T, root string, s stagingService) {
 	args := map[string]any{"target": "pod/web", "namespace": ns, "localRoot": root, "runtime": s.runtime}
 
 	c := attachSessionWith(t, k, args, s.file, s.line)
-	said(t, c, "a stop at a breakpoint may last about 5s before the kubelet restarts container app")
+	said(t, c, "a stop at a breakpoint may last about 6s before the kubelet restarts container app")
 	t.Logf("restarts after attach: %d", restartCount(t, ns, "web"))
 	setBreakpoints(t, c, s.file, map[string]any{"line": s.line}, map[string]any{"line": s.logLine, "logMessage": s.logMessage})
 	reply := getAsync("http://" + svc + s.request(3))
 	stoppedAt := time.Now()
 	expectStop(t, c, s.file, s.line)
-	c.Expect(t, "the warning as the limit nears", output("important", "kdap resumes it at 4s"))
+	c.Expect(t, "the warning as the limit nears", output("important", "kdap resumes it at 3.5s"))
 	c.ExpectEvent(t, "continued")
-	c.Expect(t, "the stop limit's resumption", output("important", "resumed the target after 4"))
+	c.Expect(t, "the stop limit's resumption", output("important", "resumed the target after 3."))
 	expectReply(t, reply, s.reply(3), 10*time.Second)
 	t.Logf("stopped %s in all, resumed by the stop limit", time.Since(stoppedAt).Round(100*time.Millisecond))
 	expectSaid(t, c, s.logged(3)) // the logpoint, in stop mode
