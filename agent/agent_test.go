@@ -59,6 +59,7 @@ func TestAgentReleasesTheTargetWhenTheClientDrops(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := daptest.NewClient(conn)
+	c.Timeout = realDebuggerTimeout
 	defer conn.Close()
 	c.ExpectResponse(t, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "go", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
 	attach := c.Send("attach", map[string]any{"mode": "remote"})
@@ -228,6 +229,7 @@ func TestAgentExitsAfterIdleTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := daptest.NewClient(conn)
+	c.Timeout = realDebuggerTimeout
 	c.ExpectResponse(t, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "go", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
 	c.ExpectResponse(t, c.Send("attach", map[string]any{"mode": "remote"}))
 	src, _ := filepath.Abs("../test/fixtures/gohttp/main.go")
@@ -279,6 +281,7 @@ func TestAgentExplainsADebuggerThatCannotAttach(t *testing.T) {
 	}
 	defer conn.Close()
 	c := daptest.NewClient(conn)
+	c.Timeout = realDebuggerTimeout
 	resp := c.ExpectAnyResponse(t, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "go"}))
 	if resp.Success || !strings.Contains(resp.ErrorText(), "operation not permitted") || !strings.Contains(resp.ErrorText(), "SYS_PTRACE") {
 		t.Errorf("initialize answered %s", resp.Raw)
@@ -293,3 +296,8 @@ func settings(kv ...string) func(string) string {
 	}
 	return func(k string) string { return m[k] }
 }
+
+// realDebuggerTimeout bounds each wait on a real Delve: under -race, with
+// the other packages' tests on the same two cores, its first
+// setBreakpoints (DWARF loading) was seen to take over 10 s.
+const realDebuggerTimeout = 45 * time.Second

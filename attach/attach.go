@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -144,25 +145,34 @@ func prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 			return nil, err
 		}
 	}
-	rt := chooseRuntime(ctx, client, args.Runtime, pod, container, r)
-	image := firstNonEmpty(args.Image, cfg.Images[rt.Name], rt.DefaultImage())
+	image := imageReader(ctx, client, pod, container)
+	rt := chooseRuntime(args.Runtime, pod, container, image, r)
+	debugImage := firstNonEmpty(args.Image, cfg.Images[rt.Name], rt.DefaultImage())
 	ttl := cfg.AgentTTL
 	if args.AgentTTL != "" {
 		ttl, _ = time.ParseDuration(args.AgentTTL)
 	}
-	opts := inject.Options{Image: image, Target: container, Runtime: rt.Name, TTL: ttl, Ptrace: rt.NeedsPtrace(), Lazy: cfg.Lazy,
+	opts := inject.Options{Image: debugImage, Target: container, Runtime: rt.Name, TTL: ttl, Ptrace: rt.NeedsPtrace(), Lazy: cfg.Lazy,
 		ContainerID: containerID(pod, container)}
-	if uid, gid := inject.TargetUser(pod, container); uid != nil && *uid != 0 {
+	uid, gid, err := targetUser(pod, container, image, r)
+	if err != nil {
+		return nil, err
+	}
+	if uid != nil && *uid != 0 {
 		// As the target's own user the debugger may ptrace it and read its
-		// files without SYS_PTRACE, so PodSecurity baseline allows it.
+		// files with no capability at all, so PodSecurity restricted
+		// allows it.
 		opts.RunAsUser, opts.RunAsGroup, opts.Ptrace = uid, gid, false
+	}
+	if nsObj != nil && inject.PodSecurityLevel(nsObj) == inject.Restricted {
+		opts.Seccomp = true
 	}
 	ep := &Endpoint{Pod: pod.Name, Namespace: ns, Container: container, PodUID: pod.UID, Client: client,
 		Staging: staging, StagingNotes: notes, ContainerID: containerID(pod, container), Restarts: restarts(pod, container),
 		Who: audit.Who(ctx, client), attachedAt: time.Now()}
 	opts.InjectedBy, opts.InjectedAt = ep.Who, time.Now()
 
-	if agent, ok := inject.FindRunning(pod, container, image); ok {
+	if agent, ok := inject.FindRunning(pod, container, debugImage); ok {
 		ep.Agent, ep.Reused = agent.Name, true
 		opts.Port = agent.Port
 		r.Output(fmt.Sprintf("kdap: reusing debugger container %s in pod %s", agent.Name, pod.Name))
@@ -174,7 +184,7 @@ func prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 		}
 		opts.Port = inject.FreePort(pod)
 		ep.Agent = inject.NewName(pod, randomSuffix)
-		r.Progress(fmt.Sprintf("adding debugger container %s (%s) to pod %s", ep.Agent, image, pod.Name))
+		r.Progress(fmt.Sprintf("adding debugger container %s (%s) to pod %s", ep.Agent, debugImage, pod.Name))
 		if err := inject.Add(ctx, client, pod, inject.Container(ep.Agent, opts)); err != nil {
 			return nil, err
 		}
@@ -219,7 +229,7 @@ func containerID(pod *corev1.Pod, container string) string {
 // agent checks the process). When the pod spec does not say what the
 // container runs, its image's configuration does: kdap reads it from the
 // registry, and falls back to the pod spec when it cannot.
-func chooseRuntime(ctx context.Context, client kubernetes.Interface, name string, pod *corev1.Pod, container string, r Reporter) *runtimes.Runtime {
+func chooseRuntime(name string, pod *corev1.Pod, container string, image func(Reporter) (*imageconfig.Config, error), r Reporter) *runtimes.Runtime {
 	if rt := runtimes.Lookup(name); rt != nil {
 		return rt
 	}
@@ -234,10 +244,8 @@ func chooseRuntime(ctx context.Context, client kubernetes.Interface, name string
 		}
 		e := runtimes.Evidence{Image: c.Image, Command: append(append([]string(nil), c.Command...), c.Args...)}
 		if len(c.Command) == 0 {
-			ref := runningImage(pod, c)
-			r.Progress("reading the configuration of image " + ref)
-			if img, err := readImageConfig(ctx, client, pod, ref); err != nil {
-				r.Output(fmt.Sprintf("kdap: cannot read the configuration of image %s (%v): guessing the runtime from the pod spec", ref, err))
+			if img, err := image(r); err != nil {
+				r.Output(fmt.Sprintf("kdap: cannot read the configuration of image %s (%v): guessing the runtime from the pod spec", runningImage(pod, c), err))
 			} else {
 				e.Command, e.Env = img.Command(c.Command, c.Args), img.Env
 			}
@@ -247,6 +255,72 @@ func chooseRuntime(ctx context.Context, client kubernetes.Interface, name string
 		return rt
 	}
 	return runtimes.Go
+}
+
+// imageReader reads the configuration of the image container runs, once,
+// when first asked.
+func imageReader(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, container string) func(Reporter) (*imageconfig.Config, error) {
+	var (
+		cfg  *imageconfig.Config
+		err  error
+		read bool
+	)
+	return func(r Reporter) (*imageconfig.Config, error) {
+		if read {
+			return cfg, err
+		}
+		read = true
+		for _, c := range pod.Spec.Containers {
+			if c.Name == container {
+				ref := runningImage(pod, c)
+				r.Progress("reading the configuration of image " + ref)
+				cfg, err = readImageConfig(ctx, client, pod, ref)
+				return cfg, err
+			}
+		}
+		err = fmt.Errorf("pod %s has no container %s", pod.Name, container)
+		return nil, err
+	}
+}
+
+// targetUser is the uid and gid the target runs as: the pod spec's, or,
+// when the spec only says runAsNonRoot, the numeric USER of its image
+// (the kubelet accepts no other there). nil: root, or not known.
+func targetUser(pod *corev1.Pod, container string, image func(Reporter) (*imageconfig.Config, error), r Reporter) (uid, gid *int64, err error) {
+	uid, gid = inject.TargetUser(pod, container)
+	if uid != nil || !inject.TargetNonRoot(pod, container) {
+		return uid, gid, nil
+	}
+	img, err := image(r)
+	if err != nil {
+		r.Output(fmt.Sprintf("kdap: container %s runs as its image's non-root user, which kdap cannot read (%v): the debugger starts as root; set runAsUser in the pod spec to run it as the target's user", container, err))
+		return nil, nil, nil
+	}
+	u, g, ok := numericUser(img.User)
+	if !ok {
+		return nil, nil, fmt.Errorf("container %s runs as non-root (runAsNonRoot), as its image's user %q, and kdap needs that user's number to run the debugger as it: set runAsUser (and runAsGroup) in the pod's securityContext", container, img.User)
+	}
+	if gid == nil {
+		gid = g
+	}
+	return u, gid, nil
+}
+
+// numericUser parses an image's "uid[:gid]" USER.
+func numericUser(user string) (uid, gid *int64, ok bool) {
+	us, gs, hasGroup := strings.Cut(user, ":")
+	u, err := strconv.ParseInt(us, 10, 64)
+	if err != nil {
+		return nil, nil, false
+	}
+	if !hasGroup {
+		return &u, nil, true
+	}
+	g, err := strconv.ParseInt(gs, 10, 64)
+	if err != nil {
+		return nil, nil, false
+	}
+	return &u, &g, true
 }
 
 // runningImage is the image the container runs: the digest the kubelet
@@ -509,6 +583,18 @@ type forwardedConn struct {
 	net.Conn
 	fwd  *forward.Forward
 	once sync.Once
+}
+
+// Read says, when the connection ended with the forward, that the
+// forward was lost and why, rather than "use of closed network connection".
+func (c *forwardedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		if lost := c.fwd.Err(); errors.Is(lost, forward.ErrLost) {
+			return n, lost
+		}
+	}
+	return n, err
 }
 
 func (c *forwardedConn) Close() error {

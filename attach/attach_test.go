@@ -3,6 +3,7 @@ package attach
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kdap/kdap/agentapi"
+	"github.com/kdap/kdap/imageconfig"
 	"github.com/kdap/kdap/runtimes"
 )
 
@@ -158,3 +160,55 @@ func TestChildConfigNarrowsTheParent(t *testing.T) {
 		t.Errorf("childConfig = %v, want %v", got, want)
 	}
 }
+
+// The target's user: the pod spec's; under runAsNonRoot without one, the
+// image's numeric USER; a named one is an error naming the fix.
+func TestTargetUserFromTheImage(t *testing.T) {
+	yes := true
+	pod := func(uid *int64) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web"}, Spec: corev1.PodSpec{
+			SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: &yes, RunAsUser: uid},
+			Containers:      []corev1.Container{{Name: "app", Image: "app:1"}}}}
+	}
+	image := func(user string, err error) (func(Reporter) (*imageconfig.Config, error), *int) {
+		reads := 0
+		return func(Reporter) (*imageconfig.Config, error) { reads++; return &imageconfig.Config{User: user}, err }, &reads
+	}
+	var r discard
+	spec := int64(1000)
+	img, reads := image("65532", nil)
+	if uid, _, err := targetUser(pod(&spec), "app", img, r); err != nil || *uid != 1000 || *reads != 0 {
+		t.Errorf("the spec's uid: %v, %v, %d image reads", uid, err, *reads)
+	}
+	for _, tc := range []struct {
+		user     string
+		uid, gid int64
+		wantErr  string
+	}{
+		{"65532", 65532, -1, ""},
+		{"1001:1002", 1001, 1002, ""},
+		{"nonroot", 0, 0, `its image's user "nonroot"`},
+		{"1001:staff", 0, 0, "set runAsUser"},
+	} {
+		img, _ := image(tc.user, nil)
+		uid, gid, err := targetUser(pod(nil), "app", img, r)
+		switch {
+		case tc.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("USER %q: error %v, want %q", tc.user, err, tc.wantErr)
+			}
+		case err != nil || uid == nil || *uid != tc.uid || (tc.gid < 0) != (gid == nil) || (gid != nil && *gid != tc.gid):
+			t.Errorf("USER %q: %v, %v, %v", tc.user, uid, gid, err)
+		}
+	}
+	img, _ = image("", errors.New("registry unreachable"))
+	if uid, _, err := targetUser(pod(nil), "app", img, r); uid != nil || err != nil {
+		t.Errorf("an unreadable image: %v, %v; want root, no error", uid, err)
+	}
+}
+
+// discard is a Reporter that drops what it is told.
+type discard struct{}
+
+func (discard) Progress(string) {}
+func (discard) Output(string)   {}

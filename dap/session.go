@@ -210,11 +210,11 @@ func (s *session) loop(ctx context.Context) error {
 				s.output("stderr", fmt.Sprintf("kdap: ignored a message from the IDE: %v\n", in.Bad))
 				continue
 			}
-			if done, err := s.fromClient(ctx, in.Msg); done || err != nil {
+			if done, err := s.handle(in.Msg, func() (bool, error) { return s.fromClient(ctx, in.Msg) }); done || err != nil {
 				return err
 			}
 		case in := <-fromDebugger:
-			if done, err := s.fromDebugger(in); done || err != nil {
+			if done, err := s.handle(nil, func() (bool, error) { return s.fromDebugger(in) }); done || err != nil {
 				return err
 			}
 		case res := <-s.attachDone:
@@ -227,6 +227,30 @@ func (s *session) loop(ctx context.Context) error {
 			s.startChild(c)
 		}
 	}
+}
+
+// handle runs the handler of one message. A panic in it — a bug in kdap —
+// does not end the session: the IDE's request (req, nil for a message
+// from the debugger) gets an error response, the user a note, and the
+// session goes on with the next message.
+func (s *session) handle(req *Message, handler func() (bool, error)) (done bool, err error) {
+	defer func() {
+		p := recover()
+		if p == nil {
+			return
+		}
+		what := "a message from the debugger"
+		if req != nil {
+			what = fmt.Sprintf("the IDE's %q", req.Command)
+		}
+		msg := fmt.Sprintf("kdap failed while handling %s (a bug in kdap, please report it): %v", what, p)
+		s.output("stderr", msg+"\n")
+		if req != nil && req.Type == "request" {
+			send(s.client, errorResponse(req, ErrIDInternal, msg, false))
+		}
+		done, err = false, nil
+	}()
+	return handler()
 }
 
 // fromClient handles one message from the IDE; done ends the session.
@@ -355,11 +379,18 @@ func (s *session) startAttach(ctx context.Context, m *Message) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		dbg, err := s.attacher.Attach(actx, req, reporter{s})
+		var dbg *Debugger
+		var err error
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("kdap failed while attaching (a bug in kdap, please report it): %v", p)
+			}
+			s.attachDone <- attachResult{dbg, err}
+		}()
+		dbg, err = s.attacher.Attach(actx, req, reporter{s})
 		if err == nil && dbg == nil {
 			err = errors.New("internal error: no debugger and no error from attach")
 		}
-		s.attachDone <- attachResult{dbg, err}
 	}()
 }
 

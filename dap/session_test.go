@@ -154,6 +154,7 @@ type attacher struct {
 	lost      func() string
 	staging   dap.Staging
 	replies   map[string]any
+	panics    bool // Attach panics, as a bug in kdap's attach would
 }
 
 func (a *attacher) Attach(ctx context.Context, req dap.AttachRequest, r dap.Reporter) (*dap.Debugger, error) {
@@ -169,6 +170,9 @@ func (a *attacher) Attach(ctx context.Context, req dap.AttachRequest, r dap.Repo
 	}
 	if a.err != nil {
 		return nil, a.err
+	}
+	if a.panics {
+		panic("index out of range [3] with length 3")
 	}
 	kdapSide, debuggerSide := net.Pipe()
 	a.debugger = newFakeDebugger(debuggerSide, a.replies)
@@ -407,6 +411,44 @@ func TestLostDebuggerTerminatesTheSessionCleanly(t *testing.T) {
 	if err := done.wait(t); err != nil {
 		t.Errorf("Serve = %v", err)
 	}
+}
+
+// A panic in kdap while attaching, or while handling a message, fails
+// that one request and leaves the session (and the process) alive.
+func TestPanicsFailTheirRequestNotTheSession(t *testing.T) {
+	t.Run("attach", func(t *testing.T) {
+		c, done := startSession(t, &attacher{panics: true}, dap.Options{})
+		r := c.ExpectAnyResponse(t, attach(t, c, false))
+		if r.Success || !strings.Contains(r.ErrorText(), "a bug in kdap") || !strings.Contains(r.ErrorText(), "index out of range") {
+			t.Errorf("attach that panicked: %s", r.Raw)
+		}
+		c.ExpectResponse(t, c.Send("disconnect", nil))
+		if err := done.wait(t); err != nil {
+			t.Errorf("Serve = %v", err)
+		}
+	})
+	t.Run("a message from the debugger", func(t *testing.T) {
+		a := &attacher{lost: func() string { panic("nil map") }}
+		c, done := startSession(t, a, dap.Options{})
+		c.ExpectResponse(t, attach(t, c, false))
+		a.debugger.conn.Close()
+		out := c.Expect(t, "the panic told", func(m *dap.Message) bool {
+			return m.Type == "event" && m.Event == "output" && strings.Contains(string(m.Raw), "kdap failed while handling a message from the debugger")
+		})
+		if !strings.Contains(string(out.Raw), "nil map") {
+			t.Errorf("output %s does not say what failed", out.Raw)
+		}
+		seq := c.Send("threads", nil)
+		var body godap.ErrorResponseBody
+		daptest.Decode(t, c.ExpectAnyResponse(t, seq), &body)
+		if body.Error == nil || body.Error.Id != dap.ErrIDDebuggerLost {
+			t.Errorf("request after the panic: %+v", body.Error)
+		}
+		c.ExpectResponse(t, c.Send("disconnect", nil))
+		if err := done.wait(t); err != nil {
+			t.Errorf("Serve = %v", err)
+		}
+	})
 }
 
 func TestClientGoingAwayClosesTheDebuggerConnection(t *testing.T) {

@@ -58,8 +58,17 @@ func Dialer(cfg *rest.Config, u *url.URL) (httpstream.Dialer, error) {
 	}), nil
 }
 
+// ErrLost is wrapped by the error of a forward that ended without Close:
+// the pod went away, the API server or kubelet closed the stream, the
+// network broke.
+var ErrLost = errors.New("the port-forward to the pod was lost")
+
 // Forward is one running port-forward. Close stops it; Done is closed when
 // it ends for any reason, after which Err says why.
+//
+// A Forward owns two goroutines, started by Start: the forwarder, which
+// ends when the forward does (and then closes Done), and a watcher that
+// closes the forward when Start's context ends. Neither outlives Close.
 type Forward struct {
 	LocalPort int
 
@@ -81,8 +90,12 @@ func Start(ctx context.Context, dialer httpstream.Dialer, localPort, podPort int
 	}
 	go func() {
 		err := pf.ForwardPorts()
-		if err == nil && !f.closed() {
-			err = errors.New("lost connection to pod")
+		switch {
+		case f.closed():
+		case err == nil:
+			err = ErrLost
+		default:
+			err = fmt.Errorf("%w: %w", ErrLost, err)
 		}
 		if msg := f.errOut.String(); err != nil && msg != "" {
 			err = fmt.Errorf("%w (%s)", err, strings.TrimSpace(msg))

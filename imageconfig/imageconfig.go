@@ -26,6 +26,7 @@ type Config struct {
 	Cmd        []string
 	Env        []string
 	Labels     map[string]string
+	User       string // USER: "uid[:gid]", a name, or "" (root)
 }
 
 // Read reads the configuration of the image ref for the node architecture
@@ -59,7 +60,7 @@ func Read(ctx context.Context, ref, arch string, pullSecrets [][]byte) (*Config,
 	if err != nil {
 		return nil, err
 	}
-	return &Config{Ref: r.String(), Entrypoint: cf.Config.Entrypoint, Cmd: cf.Config.Cmd, Env: cf.Config.Env, Labels: cf.Config.Labels}, nil
+	return &Config{Ref: r.String(), Entrypoint: cf.Config.Entrypoint, Cmd: cf.Config.Cmd, Env: cf.Config.Env, Labels: cf.Config.Labels, User: cf.Config.User}, nil
 }
 
 // pick returns the index's image for arch, else its first Linux image.

@@ -60,8 +60,12 @@ func explainForbidden(ctx context.Context, client kubernetes.Interface, pod *cor
 			"(ask for a Role granting it; kdap also needs get/list/watch on pods and create on pods/portforward): %w", pod.Namespace, err)
 	}
 	why := "PodSecurity or a policy webhook"
-	if sc := ec.SecurityContext; sc != nil && sc.Capabilities != nil && slices.Contains(sc.Capabilities.Add, "SYS_PTRACE") {
+	sc := ec.SecurityContext
+	switch {
+	case sc != nil && sc.Capabilities != nil && slices.Contains(sc.Capabilities.Add, "SYS_PTRACE"):
 		why += "; the debugger container asks for the SYS_PTRACE capability, which only PodSecurity privileged allows"
+	case sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot:
+		why += "; the debugger container runs as root (the pod spec names no non-root runAsUser for the target), which PodSecurity restricted forbids"
 	}
 	return fmt.Errorf("the cluster's admission control rejected the debugger container in namespace %q (%s): %w", pod.Namespace, why, err)
 }

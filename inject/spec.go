@@ -31,7 +31,11 @@ type Options struct {
 	Ptrace     bool          // add SYS_PTRACE (runtimes whose debugger ptraces the target)
 	RunAsUser  *int64        // run as this uid (the target's, when known)
 	RunAsGroup *int64        // and this gid
-	Lazy       bool          // the agent attaches no debugger until a session comes (diagnostics)
+	// Seccomp asks for the runtime's default seccomp profile, which
+	// PodSecurity restricted requires (and which refuses perf_event_open,
+	// so it is set only where the namespace demands it).
+	Seccomp bool
+	Lazy    bool // the agent attaches no debugger until a session comes (diagnostics)
 	// ContainerID is the target container's ID from the pod's status: the
 	// agent debugs only processes whose cgroup names it.
 	ContainerID string
@@ -57,12 +61,21 @@ type Agent struct {
 // Container builds the ephemeral container for an agent named name. It
 // shares the target container's PID namespace (targetContainerName), keeps
 // its log as the termination message when it fails, and asks for no
-// privilege beyond SYS_PTRACE where the runtime needs it.
+// privilege beyond SYS_PTRACE where the runtime needs it. As a non-root
+// user it drops every capability and says it runs as non-root, which is
+// what PodSecurity restricted asks of a container.
 func Container(name string, o Options) corev1.EphemeralContainer {
-	no := false
+	no, yes := false, true
 	sc := &corev1.SecurityContext{AllowPrivilegeEscalation: &no, RunAsUser: o.RunAsUser, RunAsGroup: o.RunAsGroup}
-	if o.Ptrace {
+	switch {
+	case o.Ptrace:
 		sc.Capabilities = &corev1.Capabilities{Add: []corev1.Capability{"SYS_PTRACE"}}
+	case o.nonRoot():
+		sc.Capabilities = &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}
+		sc.RunAsNonRoot = &yes
+	}
+	if o.Seccomp {
+		sc.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}
 	}
 	env := []corev1.EnvVar{
 		{Name: agentapi.EnvListen, Value: fmt.Sprintf("127.0.0.1:%d", o.Port)},
@@ -201,26 +214,71 @@ func TargetUser(pod *corev1.Pod, container string) (uid, gid *int64) {
 	return uid, gid
 }
 
+// TargetNonRoot says the pod spec requires container to run as non-root
+// (runAsNonRoot, the container's setting over the pod's).
+func TargetNonRoot(pod *corev1.Pod, container string) bool {
+	var nonRoot *bool
+	if psc := pod.Spec.SecurityContext; psc != nil {
+		nonRoot = psc.RunAsNonRoot
+	}
+	for _, c := range pod.Spec.Containers {
+		if c.Name == container && c.SecurityContext != nil && c.SecurityContext.RunAsNonRoot != nil {
+			nonRoot = c.SecurityContext.RunAsNonRoot
+		}
+	}
+	return nonRoot != nil && *nonRoot
+}
+
+// nonRoot says the agent runs as a user other than root.
+func (o Options) nonRoot() bool { return o.RunAsUser != nil && *o.RunAsUser != 0 }
+
+// PodSecurity levels, from the most permissive.
+const (
+	Privileged = "privileged"
+	Baseline   = "baseline"
+	Restricted = "restricted"
+)
+
+var levelRank = map[string]int{Privileged: 0, Baseline: 1, Restricted: 2}
+
 // PodSecurityLevel is the PodSecurity level enforced in a namespace
 // (privileged when unlabelled).
 func PodSecurityLevel(ns *corev1.Namespace) string {
 	if level := ns.Labels["pod-security.kubernetes.io/enforce"]; level != "" {
 		return level
 	}
-	return "privileged"
+	return Privileged
 }
 
-// CheckPodSecurity says, before any API call, that an agent which needs
-// SYS_PTRACE cannot run in a namespace enforcing baseline or restricted.
+// Admits is the strictest PodSecurity level the agent's container passes,
+// and, when that is not restricted, the rule of the next level it breaks
+// and why the agent needs what breaks it.
+func Admits(o Options) (level, rule string) {
+	switch {
+	case o.Ptrace:
+		return Privileged, fmt.Sprintf("baseline allows no capability beyond the container runtime's defaults, and the %s debugger needs SYS_PTRACE "+
+			"to attach to a process of another user (the target runs as root, or as a user its pod spec does not name)", debuggerName(o.Runtime))
+	case !o.nonRoot():
+		return Baseline, "restricted requires runAsNonRoot, and the debugger runs as the target's user, " +
+			"which is root or not named by the pod spec (runAsUser)"
+	}
+	return Restricted, ""
+}
+
+// CheckPodSecurity says, before any API call, that the agent's container
+// would break the PodSecurity level the namespace enforces, naming the
+// rule and the way out.
 func CheckPodSecurity(ns *corev1.Namespace, o Options) error {
 	level := PodSecurityLevel(ns)
-	if !o.Ptrace || level == "privileged" {
+	admits, rule := Admits(o)
+	if levelRank[level] <= levelRank[admits] {
 		return nil
 	}
-	return fmt.Errorf("namespace %q enforces PodSecurity %q, which forbids the SYS_PTRACE capability the %s debugger needs to attach as another user: "+
-		"set runAsUser (non-root) in the pod's securityContext, and kdap runs the debugger as that user without SYS_PTRACE; "+
-		"or ask a cluster admin to label the namespace pod-security.kubernetes.io/enforce=privileged while you debug",
-		ns.Name, level, debuggerName(o.Runtime))
+	return fmt.Errorf("namespace %q enforces PodSecurity %q, which the %s debugger container cannot pass: %s. "+
+		"Set a non-root runAsUser (and runAsGroup) in the pod's or the container's securityContext, the user the process runs as: "+
+		"kdap then runs the debugger as that user with no capability, which restricted allows; "+
+		"or ask a cluster admin to label the namespace pod-security.kubernetes.io/enforce=%s while you debug",
+		ns.Name, level, debuggerName(o.Runtime), rule, admits)
 }
 
 // debuggerName names the runtime's debugger for messages.

@@ -1,7 +1,7 @@
 package inject
 
 import (
-	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -9,12 +9,14 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	psapi "k8s.io/pod-security-admission/api"
+	psapolicy "k8s.io/pod-security-admission/policy"
 
 	"github.com/kdap/kdap/agentapi"
 )
 
 func TestContainer(t *testing.T) {
-	no := false
+	no, yes := false, true
 	uid := int64(65532)
 	for _, tc := range []struct {
 		name string
@@ -42,7 +44,7 @@ func TestContainer(t *testing.T) {
 			},
 		},
 		{
-			name: "no ptrace, as the target's uid",
+			name: "no ptrace, as the target's uid: restricted's settings",
 			opts: Options{Image: "kdap/node:1", Target: "web", Runtime: "node", Port: 47475, TTL: time.Minute, RunAsUser: &uid},
 			want: corev1.EphemeralContainer{
 				EphemeralContainerCommon: corev1.EphemeralContainerCommon{
@@ -53,7 +55,8 @@ func TestContainer(t *testing.T) {
 						{Name: agentapi.EnvTTL, Value: "1m0s"},
 					},
 					TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-					SecurityContext:          &corev1.SecurityContext{AllowPrivilegeEscalation: &no, RunAsUser: &uid},
+					SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: &no, RunAsUser: &uid, RunAsNonRoot: &yes,
+						Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
 				},
 				TargetContainerName: "web",
 			},
@@ -145,26 +148,98 @@ func TestCheckPodSecurity(t *testing.T) {
 		}
 		return n
 	}
+	uid := int64(1000)
+	root := int64(0)
 	for _, tc := range []struct {
+		name    string
 		level   string
-		ptrace  bool
-		wantErr string
+		o       Options
+		wantErr []string
 	}{
-		{"", true, ""},
-		{"privileged", true, ""},
-		{"baseline", true, `enforces PodSecurity "baseline", which forbids the SYS_PTRACE capability`},
-		{"restricted", true, `enforces PodSecurity "restricted"`},
-		{"restricted", false, ""},
+		{"unlabelled/ptrace", "", Options{Ptrace: true, Runtime: "go"}, nil},
+		{"privileged/ptrace", "privileged", Options{Ptrace: true, Runtime: "go"}, nil},
+		{"baseline/ptrace", "baseline", Options{Ptrace: true, Runtime: "python"},
+			[]string{`enforces PodSecurity "baseline"`, "baseline allows no capability", "SYS_PTRACE", "Python (debugpy)", "Set a non-root runAsUser", "enforce=privileged"}},
+		{"restricted/ptrace", "restricted", Options{Ptrace: true, Runtime: "go"}, []string{`enforces PodSecurity "restricted"`, "SYS_PTRACE", "enforce=privileged"}},
+		{"baseline/root without ptrace", "baseline", Options{Runtime: "node"}, nil},
+		{"restricted/root without ptrace", "restricted", Options{Runtime: "node"},
+			[]string{`enforces PodSecurity "restricted"`, "restricted requires runAsNonRoot", "Node.js (js-debug)", "enforce=baseline"}},
+		{"restricted/uid 0", "restricted", Options{Runtime: "java", RunAsUser: &root}, []string{"restricted requires runAsNonRoot"}},
+		{"restricted/non-root", "restricted", Options{Runtime: "go", RunAsUser: &uid, Seccomp: true}, nil},
 	} {
-		t.Run(fmt.Sprintf("%s/ptrace=%v", tc.level, tc.ptrace), func(t *testing.T) {
-			err := CheckPodSecurity(ns(tc.level), Options{Ptrace: tc.ptrace, Runtime: "go"})
-			switch {
-			case tc.wantErr == "" && err != nil:
-				t.Errorf("unexpected error: %v", err)
-			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
-				t.Errorf("error %v, want one containing %q", err, tc.wantErr)
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckPodSecurity(ns(tc.level), tc.o)
+			if len(tc.wantErr) == 0 {
+				if err != nil {
+					t.Errorf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error, want one containing %q", tc.wantErr)
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
 			}
 		})
+	}
+}
+
+// Admits agrees with the PodSecurity admission's own checks: the agent's
+// container, added to a pod that passes restricted, passes the level
+// Admits names and breaks the next one.
+func TestAdmitsAgreesWithPodSecurityAdmission(t *testing.T) {
+	eval, err := psapolicy.NewEvaluator(psapolicy.DefaultChecks(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, yes, no := int64(65532), true, false
+	// The target sets everything on its container, so the agent's own
+	// settings decide (but for the pod's seccomp profile, where noted).
+	target := corev1.PodSpec{
+		SecurityContext: &corev1.PodSecurityContext{},
+		Containers: []corev1.Container{{Name: "app", Image: "app", SecurityContext: &corev1.SecurityContext{
+			RunAsNonRoot: &yes, RunAsUser: &uid, AllowPrivilegeEscalation: &no, Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}}},
+	}
+	passes := func(level string, o Options, podSeccomp bool) (bool, string) {
+		spec := target.DeepCopy()
+		if podSeccomp {
+			spec.SecurityContext.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}
+		}
+		spec.EphemeralContainers = []corev1.EphemeralContainer{Container("kdap-agent-x", o)}
+		var why []string
+		for _, r := range eval.EvaluatePod(psapi.LevelVersion{Level: psapi.Level(level), Version: psapi.LatestVersion()}, &metav1.ObjectMeta{}, spec) {
+			if !r.Allowed {
+				why = append(why, r.ForbiddenReason+": "+r.ForbiddenDetail)
+			}
+		}
+		return len(why) == 0, strings.Join(why, "; ")
+	}
+	for _, o := range []Options{
+		{Image: "i", Target: "app", Runtime: "go", Ptrace: true},
+		{Image: "i", Target: "app", Runtime: "node"},
+		{Image: "i", Target: "app", Runtime: "go", RunAsUser: &uid, RunAsGroup: &uid, Seccomp: true},
+	} {
+		level, _ := Admits(o)
+		if ok, why := passes(level, o, false); !ok {
+			t.Errorf("%+v: Admits says %s, which refuses it: %s", o, level, why)
+		}
+		if next := map[string]string{Privileged: Baseline, Baseline: Restricted}[level]; next != "" {
+			if ok, _ := passes(next, o, false); ok {
+				t.Errorf("%+v: Admits says %s, yet %s admits it too", o, level, next)
+			}
+		}
+	}
+	// Without the seccomp profile (a namespace that does not demand it)
+	// the pod's own profile still applies to the agent.
+	if ok, why := passes(Restricted, Options{Image: "i", Target: "app", RunAsUser: &uid}, true); !ok {
+		t.Errorf("an agent under the pod's RuntimeDefault profile: %s", why)
+	}
+	if ok, _ := passes(Restricted, Options{Image: "i", Target: "app", RunAsUser: &uid}, false); ok {
+		t.Errorf("an agent with no seccomp profile passed restricted")
 	}
 }
 
@@ -190,7 +265,8 @@ func TestTargetUser(t *testing.T) {
 		t.Errorf("a spec without users gave %v, %v", uid, gid)
 	}
 	c := Container("kdap-agent-x", Options{Image: "i", Target: "app", RunAsUser: u(1000), RunAsGroup: u(1000)})
-	if sc := c.SecurityContext; sc.Capabilities != nil || *sc.RunAsUser != 1000 || *sc.RunAsGroup != 1000 {
+	if sc := c.SecurityContext; sc.Capabilities == nil || len(sc.Capabilities.Add) != 0 || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) ||
+		*sc.RunAsUser != 1000 || *sc.RunAsGroup != 1000 || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
 		t.Errorf("agent as the target's user: %+v", sc)
 	}
 }

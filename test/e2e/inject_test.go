@@ -166,8 +166,8 @@ func TestForwardReportsItsLoss(t *testing.T) {
 		select {
 		case <-f.Done():
 			t.Logf("forward ended: %v", f.Err())
-			if f.Err() == nil {
-				t.Error("forward ended without saying why")
+			if !errors.Is(f.Err(), forward.ErrLost) {
+				t.Errorf("forward ended with %v, want forward.ErrLost", f.Err())
 			}
 			return
 		case <-deadline:

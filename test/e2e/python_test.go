@@ -184,7 +184,7 @@ func TestPythonErrorsNameTheFix(t *testing.T) {
 	}{
 		{"PodSecurity baseline forbids SYS_PTRACE", func(t *testing.T, ns string) { createPod(t, ns, "target", fixtures.PyHTTPImage) },
 			map[string]any{"runtime": "python"}, "baseline",
-			[]string{`enforces PodSecurity "baseline"`, "SYS_PTRACE", "Python (debugpy)", "set runAsUser", "pod-security.kubernetes.io/enforce=privileged"}},
+			[]string{`enforces PodSecurity "baseline"`, "SYS_PTRACE", "Python (debugpy)", "Set a non-root runAsUser", "pod-security.kubernetes.io/enforce=privileged"}},
 		{"runtime python on a Go program", func(t *testing.T, ns string) { createPod(t, ns, "target", fixtures.GoHTTPImage) },
 			map[string]any{"runtime": "python"}, "",
 			[]string{"is a Go program, not Python", `set "runtime": "go"`}},
