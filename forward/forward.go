@@ -61,7 +61,7 @@ func Dialer(cfg *rest.Config, u *url.URL) (httpstream.Dialer, error) {
 // ErrLost is wrapped by the error of a forward that ended without Close:
 // the pod went away, the API server or kubelet closed the stream, the
 // network broke.
-var ErrLost = errors.New("the port-forward to the pod was lost")
+var ErrLost = errors.New("port-forward lost")
 
 // Forward is one running port-forward. Close stops it; Done is closed when
 // it ends for any reason, after which Err says why.

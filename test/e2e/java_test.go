@@ -22,6 +22,7 @@ import (
 	godap "github.com/google/go-dap"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/kdap/kdap/agentapi"
 	"github.com/kdap/kdap/dap"
 	"github.com/kdap/kdap/dap/daptest"
 	javaimage "github.com/kdap/kdap/images/java"
@@ -357,7 +358,7 @@ func (j *jdbProcess) wait() {
 // VirtualMachine.Suspend through kdap attach — the IDE's connection
 // dropping, kdap being SIGKILLed, the port-forward being cut and kdap
 // falling silent (SIGSTOP: connected, but no heartbeat) each let the JVM
-// run on within 2 s; afterwards the agent holds JDWP again.
+// run on within SilenceLimit and a second; afterwards the agent holds JDWP again.
 func TestJavaFaultsWhileSuspendedResumeTheJVM(t *testing.T) {
 	ns := newNamespace(t, nil)
 	svc := jdk17.pod(t, ns, "shop", true)
@@ -427,8 +428,11 @@ func released(t *testing.T, fault string, start time.Time) {
 	t.Helper()
 	d := time.Since(start)
 	t.Logf("%s: the suspended request was answered %s later", fault, d.Round(time.Millisecond))
-	if d > 2*time.Second {
-		t.Errorf("%s: the JVM ran on after %s, want ≤ 2s", fault, d.Round(time.Millisecond))
+	// The agent resumes at agentapi.SilenceLimit at the latest; the rest
+	// is the reply's way through the service's forward on a busy machine
+	// (seen: 2.05 s after a cut port-forward).
+	if limit := agentapi.SilenceLimit + time.Second; d > limit {
+		t.Errorf("%s: the JVM ran on after %s, want ≤ %s", fault, d.Round(time.Millisecond), limit)
 	}
 }
 
