@@ -230,9 +230,11 @@ func (s *session) loop(ctx context.Context) error {
 }
 
 // handle runs the handler of one message. A panic in it — a bug in kdap —
-// does not end the session: the IDE's request (req, nil for a message
-// from the debugger) gets an error response, the user a note, and the
-// session goes on with the next message.
+// is told to the user. For the IDE's request (req) it fails that request
+// and the session goes on. For a message from the debugger (req nil) it
+// ends the session, which detaches: kdap may have been midway through
+// resuming the target (a snapshot, a stop limit), and only ending lets
+// the agent resume it for certain.
 func (s *session) handle(req *Message, handler func() (bool, error)) (done bool, err error) {
 	defer func() {
 		p := recover()
@@ -245,7 +247,11 @@ func (s *session) handle(req *Message, handler func() (bool, error)) (done bool,
 		}
 		msg := fmt.Sprintf("kdap failed while handling %s (a bug in kdap, please report it): %v", what, p)
 		s.output("stderr", msg+"\n")
-		if req != nil && req.Type == "request" {
+		if req == nil {
+			done, err = true, errors.New(msg)
+			return
+		}
+		if req.Type == "request" {
 			send(s.client, errorResponse(req, ErrIDInternal, msg, false))
 		}
 		done, err = false, nil

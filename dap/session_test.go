@@ -413,8 +413,9 @@ func TestLostDebuggerTerminatesTheSessionCleanly(t *testing.T) {
 	}
 }
 
-// A panic in kdap while attaching, or while handling a message, fails
-// that one request and leaves the session (and the process) alive.
+// A panic in kdap while attaching fails that request and leaves the
+// session (and the process) alive; one while handling the debugger's
+// messages ends the session cleanly.
 func TestPanicsFailTheirRequestNotTheSession(t *testing.T) {
 	t.Run("attach", func(t *testing.T) {
 		c, done := startSession(t, &attacher{panics: true}, dap.Options{})
@@ -427,6 +428,8 @@ func TestPanicsFailTheirRequestNotTheSession(t *testing.T) {
 			t.Errorf("Serve = %v", err)
 		}
 	})
+	// A panic while handling the debugger's messages ends the session (so
+	// the agent resumes the target), saying why.
 	t.Run("a message from the debugger", func(t *testing.T) {
 		a := &attacher{lost: func() string { panic("nil map") }}
 		c, done := startSession(t, a, dap.Options{})
@@ -438,15 +441,8 @@ func TestPanicsFailTheirRequestNotTheSession(t *testing.T) {
 		if !strings.Contains(string(out.Raw), "nil map") {
 			t.Errorf("output %s does not say what failed", out.Raw)
 		}
-		seq := c.Send("threads", nil)
-		var body godap.ErrorResponseBody
-		daptest.Decode(t, c.ExpectAnyResponse(t, seq), &body)
-		if body.Error == nil || body.Error.Id != dap.ErrIDDebuggerLost {
-			t.Errorf("request after the panic: %+v", body.Error)
-		}
-		c.ExpectResponse(t, c.Send("disconnect", nil))
-		if err := done.wait(t); err != nil {
-			t.Errorf("Serve = %v", err)
+		if err := done.wait(t); err == nil || !strings.Contains(err.Error(), "a bug in kdap") {
+			t.Errorf("Serve = %v, want the panic", err)
 		}
 	})
 }
