@@ -15,6 +15,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,8 +45,12 @@ type Config struct {
 	// ContainerID is the target container's ID (agentapi.EnvContainerID):
 	// only processes whose cgroup names it are the target's.
 	ContainerID string
-	Log         io.Writer // the agent's log (its container log)
-	Ready       func(addr string)
+	// Key is the public key of the kdap that injected the agent: every
+	// connection must first answer a challenge signed with it
+	// (agentapi.Challenge). Nil opens the door to any process in the pod.
+	Key   ed25519.PublicKey
+	Log   io.Writer // the agent's log (its container log)
+	Ready func(addr string)
 	// Getenv reads the debugger image's settings for the runtime's driver
 	// (where its debugger is); nil reads the process environment.
 	Getenv func(key string) string
@@ -96,6 +101,9 @@ func Run(ctx context.Context, cfg Config) error {
 	a := &agent{cfg: cfg, rt: rt, target: target, procs: procs, ln: ln, lastActive: time.Now(), conns: map[net.Conn]bool{}, dbg: dbg,
 		debugged: map[int]*debugged{target.PID: {target: target, dbg: dbg}}}
 	a.logf("listening at %s; target pid %d (%s %s, %s); idle TTL %s", ln.Addr(), target.PID, rt.Title, target.Version, target.Exe, cfg.TTL)
+	if cfg.Key == nil {
+		a.logf("no key given (%s): any process in the pod may connect", agentapi.EnvKey)
+	}
 	if c := procs.last; len(c.procs) > 1 {
 		a.logf("the target container's processes: %s", c.describe())
 	}
@@ -292,6 +300,15 @@ func (a *agent) handle(ctx context.Context, conn net.Conn) {
 		conn.Close()
 	}()
 	br := bufio.NewReader(conn)
+	if a.cfg.Key != nil {
+		conn.SetDeadline(time.Now().Add(agentapi.ChallengeTimeout))
+		err := agentapi.Challenge(conn, br, a.cfg.Key)
+		conn.SetDeadline(time.Time{})
+		if err != nil {
+			a.logf("refused client %s: %v", conn.RemoteAddr(), err)
+			return
+		}
+	}
 	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	first, err := br.Peek(4)
 	conn.SetReadDeadline(time.Time{})

@@ -58,9 +58,16 @@ func newDebugpy(cfg Config, t *runtimes.Target) (debugger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the image's debugpy at %s: %w", pkg, err)
 	}
+	t.Warnings = append(t.Warnings, adapterWarning)
 	return &debugpy{pkg: pkg, gdb: gdb, pythons: cfg.setting(runtimes.DebugpyPythonsEnv, runtimes.DebugpyPythonsDefault),
 		target: t, log: cfg.Log, stage: stagePrefix + sum, proc: hostProc}, nil
 }
+
+// adapterWarning says what debugpy leaves open: its adapter takes DAP
+// clients on a loopback port with no credentials (its access tokens guard
+// only the adapter's link to the debuggee), and cannot be stopped without
+// ending debugging of the process until it restarts.
+const adapterWarning = "debugpy's adapter listens on the pod's loopback from the first session until the process restarts, and takes any client: every process in the pod can connect to it and run code as the target's user"
 
 func (d *debugpy) address() string {
 	d.mu.Lock()

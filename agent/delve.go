@@ -33,7 +33,7 @@ type delve struct {
 	pid       int
 	exe       string        // the target's executable, as the pod sees it
 	goVersion string        // the target's Go version (go1.26.1)
-	proc      serverProcess // dlv; Delve prints "API server listening at: 127.0.0.1:PORT" once it serves
+	proc      serverProcess // dlv; Delve prints "API server listening at: SOCKET" once it serves
 }
 
 func (d *delve) state() string { return d.proc.state() }
@@ -44,7 +44,7 @@ func (d *delve) connect(ctx context.Context, logf func(string, ...any)) (net.Con
 	if err != nil {
 		return nil, err
 	}
-	return net.Dial("tcp", addr)
+	return dialServer(addr, 5*time.Second)
 }
 
 // prepare attaches Delve to the target now (ensure).
@@ -58,8 +58,8 @@ func (d *delve) prepare(ctx context.Context, logf func(string, ...any)) error {
 // loads the binary's debug information), and started says so.
 func (d *delve) ensure(ctx context.Context, logf func(string, ...any)) (addr string, started bool, err error) {
 	start := time.Now()
-	srv, started, err := d.proc.ensure(ctx, logf, func() *exec.Cmd {
-		args := runtimes.DelveCommand(d.bin, d.pid)
+	srv, started, err := d.proc.ensure(ctx, logf, func(socket string) *exec.Cmd {
+		args := runtimes.DelveCommand(d.bin, d.pid, "unix:"+socket)
 		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Env = append(os.Environ(), runtimes.DelveEnv...)
 		return cmd
@@ -84,7 +84,7 @@ func (d *delve) ensure(ctx context.Context, logf func(string, ...any)) (addr str
 // connection kept open until that continue returns (when a client halts the
 // target or it hits a breakpoint).
 func resume(addr string) error {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	conn, err := dialServer(addr, 5*time.Second)
 	if err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func (d *delve) client() (*rpc2.RPCClient, error) {
 	if srv == nil {
 		return nil, nil
 	}
-	conn, err := net.DialTimeout("tcp", srv.addr, 5*time.Second)
+	conn, err := dialServer(srv.addr, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}

@@ -108,9 +108,9 @@ func (j *javaDebug) ensureServer(ctx context.Context, logf func(string, ...any))
 		return "", err
 	}
 	start := time.Now()
-	srv, started, err := j.proc.ensure(ctx, logf, func() *exec.Cmd {
+	srv, started, err := j.proc.ensure(ctx, logf, func(socket string) *exec.Cmd {
 		cmd := exec.Command(j.java, "-XX:+UseSerialGC", "-Xmx128m", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData",
-			"-cp", j.classpath, runtimes.JavaDebugMain, "0")
+			"-cp", j.classpath, runtimes.JavaDebugMain, socket)
 		cmd.Env = append(os.Environ(), "KDAP_JDWP_SOCKET="+j.sock.Addr().String())
 		// The debug server must not outlive the agent (its JDWP connection
 		// runs through the agent anyway, which lets the JVM go when it ends).
@@ -190,7 +190,7 @@ func (j *javaDebug) connect(ctx context.Context, logf func(string, ...any)) (net
 	if err != nil {
 		return nil, err
 	}
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	conn, err := dialServer(addr, 5*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the Java debug server: %w", err)
 	}

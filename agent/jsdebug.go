@@ -68,8 +68,9 @@ func (j *jsDebug) prepare(ctx context.Context, logf func(string, ...any)) error 
 // ensure starts js-debug's DAP server on a loopback port, unless it runs.
 func (j *jsDebug) ensure(ctx context.Context, logf func(string, ...any)) (string, error) {
 	start := time.Now()
-	srv, started, err := j.proc.ensure(ctx, logf, func() *exec.Cmd {
-		cmd := exec.Command(j.node, j.server, "0", "127.0.0.1")
+	srv, started, err := j.proc.ensure(ctx, logf, func(socket string) *exec.Cmd {
+		// js-debug's server takes "[port|socket path] [host]".
+		cmd := exec.Command(j.node, j.server, socket)
 		// js-debug must not outlive the agent: when it ends, its inspector
 		// sessions end and the target resumes (measured: 10–45 ms).
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

@@ -131,7 +131,7 @@ func (s *jsSession) fromClient(m *dap.Message) bool {
 		return true
 	case m.Command == "initialize" && s.peers["parent"] == nil:
 		s.initArgs = m.Arguments()
-		conn, err := net.DialTimeout("tcp", s.server, 5*time.Second)
+		conn, err := dialServer(s.server, 5*time.Second)
 		if err != nil {
 			s.peers["client"].send(errorResponse(m, fmt.Sprintf("cannot reach js-debug at %s: %v", s.server, err)))
 			return false
@@ -240,7 +240,7 @@ func (s *jsSession) fromParent(m *dap.Message) bool {
 		}
 		json.Unmarshal(m.Raw, &req)
 		s.peers["parent"].send(map[string]any{"type": "response", "request_seq": m.Seq, "command": m.Command, "success": true})
-		conn, err := net.DialTimeout("tcp", s.server, 5*time.Second)
+		conn, err := dialServer(s.server, 5*time.Second)
 		if err != nil {
 			s.failAttach(fmt.Sprintf("cannot open js-debug's session for the target: %v", err))
 			return false

@@ -6,14 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
 
-// server is a debugger process that serves on an address it prints.
+// server is a debugger process that serves on an address it prints: a
+// Unix socket in a directory of its own, or a loopback host:port.
 type server struct {
 	addr   string
 	exited chan struct{} // closed when the process has exited
@@ -72,6 +76,15 @@ func startServer(ctx context.Context, cmd *exec.Cmd, name, marker string, log io
 	}
 }
 
+// dialServer connects to a server's address (a Unix socket's path, or
+// host:port).
+func dialServer(addr string, timeout time.Duration) (net.Conn, error) {
+	if filepath.IsAbs(addr) {
+		return net.DialTimeout("unix", addr, timeout)
+	}
+	return net.DialTimeout("tcp", addr, timeout)
+}
+
 // tailBuffer keeps the last 2 KiB written to it, safe for concurrent use.
 type tailBuffer struct {
 	mu sync.Mutex
@@ -97,7 +110,10 @@ func (t *tailBuffer) String() string {
 // serverProcess keeps one debugger process serving (Delve, js-debug, the
 // Java debug server): ensure starts it unless it runs, one start at a
 // time, and it is forgotten when it exits, so the next ensure starts it
-// again.
+// again. Each start is given a Unix socket path in a new directory that
+// only the agent's user may enter (removed when the process exits): there
+// the debugger serves where only the agent reaches it, unlike a loopback
+// port, which every container of the pod shares.
 type serverProcess struct {
 	name, marker string // for startServer
 	timeout      time.Duration
@@ -110,18 +126,23 @@ type serverProcess struct {
 }
 
 // ensure returns the running process's server, or starts one made by
-// newCmd and returns it once ready (if set) has run on it; started says it
-// was started now. A process that exits while starting gives
-// exitedEarly(what it printed) as the error.
-func (p *serverProcess) ensure(ctx context.Context, logf func(string, ...any), newCmd func() *exec.Cmd,
+// newCmd (given the socket to serve on) and returns it once ready (if set)
+// has run on it; started says it was started now. A process that exits
+// while starting gives exitedEarly(what it printed) as the error.
+func (p *serverProcess) ensure(ctx context.Context, logf func(string, ...any), newCmd func(socket string) *exec.Cmd,
 	exitedEarly func(output string) error, ready func(*server) error) (srv *server, started bool, err error) {
 	p.startMu.Lock()
 	defer p.startMu.Unlock()
 	if _, srv := p.running(); srv != nil {
 		return srv, false, nil
 	}
-	cmd := newCmd()
+	dir, err := os.MkdirTemp("", "kdap-"+p.name+"-") // mode 0700
+	if err != nil {
+		return nil, false, fmt.Errorf("the debugger container needs a writable temporary directory for %s's socket: %w", p.name, err)
+	}
+	cmd := newCmd(filepath.Join(dir, "debugger.sock"))
 	srv, err = startServer(ctx, cmd, p.name, p.marker, p.log, p.timeout, func(err error) {
+		os.RemoveAll(dir)
 		logf("%s exited: %v", p.name, err)
 		p.mu.Lock()
 		if p.cmd == cmd {

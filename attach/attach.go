@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kdap/kdap/agentapi"
+	"github.com/kdap/kdap/agentdoor"
 	"github.com/kdap/kdap/audit"
 	"github.com/kdap/kdap/dap"
 	"github.com/kdap/kdap/forward"
@@ -171,8 +172,11 @@ func prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 		Staging: staging, StagingNotes: notes, ContainerID: containerID(pod, container), Restarts: restarts(pod, container),
 		Who: audit.Who(ctx, client), attachedAt: time.Now()}
 	opts.InjectedBy, opts.InjectedAt = ep.Who, time.Now()
+	if opts.Key, err = agentdoor.PublicKey(); err != nil {
+		return nil, err
+	}
 
-	if agent, ok := inject.FindRunning(pod, container, debugImage); ok {
+	if agent, ok := inject.FindRunning(pod, container, debugImage, opts.Key); ok {
 		ep.Agent, ep.Reused = agent.Name, true
 		opts.Port = agent.Port
 		r.Output(fmt.Sprintf("kdap: reusing debugger container %s in pod %s", agent.Name, pod.Name))
@@ -395,7 +399,7 @@ func readStatus(ctx context.Context, addr string) (agentapi.Status, error) {
 		return st, err
 	}
 	req.Close = true
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := agentdoor.HTTP.Do(req)
 	if err != nil {
 		return st, err
 	}
@@ -531,7 +535,7 @@ func (a *Attacher) Attach(ctx context.Context, req dap.AttachRequest, r dap.Repo
 	for _, w := range t.Warnings {
 		r.Output("kdap: warning: " + w)
 	}
-	conn, err := net.Dial("tcp", ep.Forward.Addr())
+	conn, err := agentdoor.Dial(ctx, ep.Forward.Addr())
 	if err != nil {
 		ep.Forward.Close()
 		return nil, err

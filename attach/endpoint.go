@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kdap/kdap/agentapi"
+	"github.com/kdap/kdap/agentdoor"
 	"github.com/kdap/kdap/forward"
 	"github.com/kdap/kdap/inject"
 	"github.com/kdap/kdap/jdwp"
@@ -69,7 +70,7 @@ func ServeEndpoint(ctx context.Context, ep *Endpoint, ln net.Listener, note func
 		go func() {
 			defer wg.Done()
 			defer client.Close()
-			agent, err := net.Dial("tcp", fwd.Addr())
+			agent, err := agentdoor.Dial(ctx, fwd.Addr())
 			if err != nil {
 				note(fmt.Sprintf("kdap: cannot reach the debugger through the port-forward: %v", err))
 				return

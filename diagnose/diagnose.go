@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/kdap/kdap/agentapi"
+	"github.com/kdap/kdap/agentdoor"
 	"github.com/kdap/kdap/attach"
 	"github.com/kdap/kdap/audit"
 	"github.com/kdap/kdap/flamegraph"
@@ -83,7 +84,7 @@ func Take(ctx context.Context, cfg attach.Config, req Request, r attach.Reporter
 	}
 	r.Progress(fmt.Sprintf("taking a %s of pid %d in pod %s/%s: %s", d.What, t.PID, ep.Namespace, ep.Pod, d.Cost))
 	stopWaiting := reportWhile(r, d.What, time.Second)
-	resp, err := http.DefaultClient.Do(hreq)
+	resp, err := agentdoor.HTTP.Do(hreq)
 	stopWaiting()
 	if err != nil {
 		if ctx.Err() != nil {

@@ -39,6 +39,10 @@ type Options struct {
 	// ContainerID is the target container's ID from the pod's status: the
 	// agent debugs only processes whose cgroup names it.
 	ContainerID string
+	// Key is the public key (agentapi.EnvKey) whose signature the agent
+	// asks of every connection; an agent is reused only by a kdap that
+	// holds it.
+	Key string
 	// InjectedBy and InjectedAt are recorded in the container's spec,
 	// which cannot be changed once added: who added it, and when.
 	InjectedBy string
@@ -81,6 +85,9 @@ func Container(name string, o Options) corev1.EphemeralContainer {
 		{Name: agentapi.EnvListen, Value: fmt.Sprintf("127.0.0.1:%d", o.Port)},
 		{Name: agentapi.EnvRuntime, Value: o.Runtime},
 		{Name: agentapi.EnvTTL, Value: o.TTL.String()},
+	}
+	if o.Key != "" {
+		env = append(env, corev1.EnvVar{Name: agentapi.EnvKey, Value: o.Key})
 	}
 	if o.Lazy {
 		env = append(env, corev1.EnvVar{Name: agentapi.EnvLazy, Value: "true"})
@@ -125,8 +132,9 @@ func FreePort(pod *corev1.Pod) int {
 }
 
 // FindRunning returns a kdap agent in pod that targets container, uses the
-// given image, and is Running, if there is one.
-func FindRunning(pod *corev1.Pod, container, image string) (Agent, bool) {
+// given image, opens to key (agentapi.EnvKey: another kdap's agent would
+// refuse this one), and is Running, if there is one.
+func FindRunning(pod *corev1.Pod, container, image, key string) (Agent, bool) {
 	running := map[string]bool{}
 	for _, st := range pod.Status.EphemeralContainerStatuses {
 		if st.State.Running != nil {
@@ -134,7 +142,7 @@ func FindRunning(pod *corev1.Pod, container, image string) (Agent, bool) {
 		}
 	}
 	for _, ec := range pod.Spec.EphemeralContainers {
-		if !strings.HasPrefix(ec.Name, NamePrefix) || ec.TargetContainerName != container || ec.Image != image || !running[ec.Name] {
+		if !strings.HasPrefix(ec.Name, NamePrefix) || ec.TargetContainerName != container || ec.Image != image || !running[ec.Name] || envOf(ec, agentapi.EnvKey) != key {
 			continue
 		}
 		if port := agentPort(ec); port != 0 {
@@ -176,6 +184,16 @@ func NewName(pod *corev1.Pod, suffix func() string) string {
 			return name
 		}
 	}
+}
+
+// envOf is the value ec's spec gives the variable name.
+func envOf(ec corev1.EphemeralContainer, name string) string {
+	for _, e := range ec.Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
 }
 
 func agentPort(ec corev1.EphemeralContainer) int {

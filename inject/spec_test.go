@@ -75,7 +75,11 @@ func TestContainer(t *testing.T) {
 func podWith(agents ...agentState) *corev1.Pod {
 	pod := &corev1.Pod{}
 	for _, a := range agents {
-		ec := Container(a.name, Options{Image: a.image, Target: a.target, Port: a.port})
+		key := a.key
+		if key == "" {
+			key = "k1"
+		}
+		ec := Container(a.name, Options{Image: a.image, Target: a.target, Port: a.port, Key: key})
 		pod.Spec.EphemeralContainers = append(pod.Spec.EphemeralContainers, ec)
 		st := corev1.ContainerStatus{Name: a.name}
 		if a.running {
@@ -92,30 +96,34 @@ type agentState struct {
 	name, target, image string
 	port                int
 	running             bool
+	key                 string // agentapi.EnvKey; "" is k1
 }
 
 func TestFindRunning(t *testing.T) {
 	pod := podWith(
-		agentState{"kdap-agent-old", "app", "img:1", 47474, false},
-		agentState{"kdap-agent-live", "app", "img:1", 47475, true},
-		agentState{"kdap-agent-other", "sidecar", "img:1", 47476, true},
-		agentState{"kdap-agent-newimg", "app", "img:2", 47477, true},
-		agentState{"debugger-by-hand", "app", "img:1", 47478, true},
+		agentState{"kdap-agent-old", "app", "img:1", 47474, false, ""},
+		agentState{"kdap-agent-anotherkdap", "app", "img:1", 47479, true, "k2"},
+		agentState{"kdap-agent-live", "app", "img:1", 47475, true, ""},
+		agentState{"kdap-agent-other", "sidecar", "img:1", 47476, true, ""},
+		agentState{"kdap-agent-newimg", "app", "img:2", 47477, true, ""},
+		agentState{"debugger-by-hand", "app", "img:1", 47478, true, ""},
 	)
 	for _, tc := range []struct {
-		container, image string
-		want             Agent
-		ok               bool
+		container, image, key string
+		want                  Agent
+		ok                    bool
 	}{
-		{"app", "img:1", Agent{Name: "kdap-agent-live", Port: 47475}, true},
-		{"sidecar", "img:1", Agent{Name: "kdap-agent-other", Port: 47476}, true},
-		{"app", "img:2", Agent{Name: "kdap-agent-newimg", Port: 47477}, true},
-		{"app", "img:3", Agent{}, false},
-		{"nobody", "img:1", Agent{}, false},
+		{"app", "img:1", "k1", Agent{Name: "kdap-agent-live", Port: 47475}, true},
+		{"app", "img:1", "k2", Agent{Name: "kdap-agent-anotherkdap", Port: 47479}, true},
+		{"app", "img:1", "k3", Agent{}, false},
+		{"sidecar", "img:1", "k1", Agent{Name: "kdap-agent-other", Port: 47476}, true},
+		{"app", "img:2", "k1", Agent{Name: "kdap-agent-newimg", Port: 47477}, true},
+		{"app", "img:3", "k1", Agent{}, false},
+		{"nobody", "img:1", "k1", Agent{}, false},
 	} {
-		got, ok := FindRunning(pod, tc.container, tc.image)
+		got, ok := FindRunning(pod, tc.container, tc.image, tc.key)
 		if ok != tc.ok || got != tc.want {
-			t.Errorf("FindRunning(%s, %s) = %+v, %v; want %+v, %v", tc.container, tc.image, got, ok, tc.want, tc.ok)
+			t.Errorf("FindRunning(%s, %s, %s) = %+v, %v; want %+v, %v", tc.container, tc.image, tc.key, got, ok, tc.want, tc.ok)
 		}
 	}
 }
@@ -124,14 +132,14 @@ func TestFreePortSkipsPortsOfOtherAgents(t *testing.T) {
 	if got := FreePort(&corev1.Pod{}); got != agentapi.DefaultPort {
 		t.Errorf("empty pod: %d", got)
 	}
-	pod := podWith(agentState{"kdap-agent-a", "app", "i", agentapi.DefaultPort, false}, agentState{"kdap-agent-b", "x", "i", agentapi.DefaultPort + 1, true})
+	pod := podWith(agentState{"kdap-agent-a", "app", "i", agentapi.DefaultPort, false, ""}, agentState{"kdap-agent-b", "x", "i", agentapi.DefaultPort + 1, true, ""})
 	if got := FreePort(pod); got != agentapi.DefaultPort+2 {
 		t.Errorf("FreePort = %d, want %d (terminated agents keep their port in the spec too)", got, agentapi.DefaultPort+2)
 	}
 }
 
 func TestNewNameAvoidsTakenNames(t *testing.T) {
-	pod := podWith(agentState{"kdap-agent-aaaaa", "app", "i", 1, true})
+	pod := podWith(agentState{"kdap-agent-aaaaa", "app", "i", 1, true, ""})
 	suffixes := []string{"aaaaa", "bbbbb"}
 	i := 0
 	got := NewName(pod, func() string { i++; return suffixes[i-1] })

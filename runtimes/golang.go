@@ -112,13 +112,15 @@ func goSources(d *dwarf.Data, module string) []string {
 }
 
 // DelveCommand is the command line that attaches Delve to pid, serving DAP
-// and JSON-RPC on one loopback port (0 = any; Delve prints the address).
+// and JSON-RPC on one listen address: "unix:PATH" (a Unix socket; Delve
+// 1.27's --listen takes the prefix) or HOST:PORT (0 = any; Delve prints
+// the address).
 // The target is halted once Delve has attached: the caller resumes it over
 // JSON-RPC. Not --continue: measured with Delve 1.27.2, a target started
 // that way ran on past a DAP client's breakpoint (stopped event sent, HTTP
 // request answered anyway).
-func DelveCommand(dlv string, pid int) []string {
-	return []string{dlv, "attach", strconv.Itoa(pid), "--headless", "--listen=127.0.0.1:0",
+func DelveCommand(dlv string, pid int, listen string) []string {
+	return []string{dlv, "attach", strconv.Itoa(pid), "--headless", "--listen=" + listen,
 		"--api-version=2", "--accept-multiclient"}
 }
 

@@ -27,7 +27,16 @@ func main() {
 	flag.IntVar(&cfg.PID, "pid", 0, "target pid (default: found in the target container)")
 	flag.BoolVar(&cfg.Lazy, "lazy", envOr(agentapi.EnvLazy, "false") == "true", "attach no debugger until a session asks for one")
 	flag.StringVar(&cfg.ContainerID, "container-id", os.Getenv(agentapi.EnvContainerID), "the target container's ID (containerd://…): only its processes are debugged")
+	key := flag.String("key", os.Getenv(agentapi.EnvKey), "base64 ed25519 public key a client must sign the challenge with (empty: no challenge)")
 	flag.Parse()
+	if *key != "" {
+		k, err := agentapi.ParseKey(*key)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "kdap-agent:", err)
+			os.Exit(2)
+		}
+		cfg.Key = k
+	}
 	d, err := time.ParseDuration(*ttl)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kdap-agent: bad TTL %q: %v\n", *ttl, err)

@@ -52,7 +52,7 @@ func TestInjectRunsAndIsFoundForReuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("patch → Running: %s", time.Since(start).Round(time.Millisecond))
-	agent, ok := inject.FindRunning(getPod(t, ns, "web"), "app", fixtures.ProbeImage)
+	agent, ok := inject.FindRunning(getPod(t, ns, "web"), "app", fixtures.ProbeImage, "")
 	if !ok || agent.Name != name || agent.Port != agentapi.DefaultPort {
 		t.Fatalf("FindRunning = %+v, %v; want %s on %d", agent, ok, name, agentapi.DefaultPort)
 	}

@@ -6,9 +6,11 @@
 // ends however it ends, lets go of the JVM (java-debug itself keeps the JDWP
 // connection — and a suspended thread — when its DAP socket drops).
 //
-// Usage: java -cp … kdap.javadebug.Main PORT   (prints "kdap java-debug
-// listening at 127.0.0.1:PORT" once it serves; KDAP_JDWP_SOCKET names the
-// agent's socket)
+// Usage: java -cp … kdap.javadebug.Main SOCKET|PORT   (serves on the Unix
+// socket at path SOCKET — the agent gives one in a directory only it may
+// enter — or on 127.0.0.1:PORT, and prints "kdap java-debug listening at
+// SOCKET" or "… at 127.0.0.1:PORT" once it serves; KDAP_JDWP_SOCKET names
+// the agent's socket)
 package kdap.javadebug;
 
 import java.io.IOException;
@@ -17,6 +19,11 @@ import java.io.OutputStream;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.logging.Level;
@@ -38,7 +45,7 @@ import com.microsoft.java.debug.core.protocol.Messages;
 
 public final class Main {
     public static void main(String[] args) throws IOException {
-        int port = args.length > 0 ? Integer.parseInt(args[0]) : 0;
+        String listen = args.length > 0 ? args[0] : "0";
         String socket = System.getenv("KDAP_JDWP_SOCKET");
         if (socket == null || socket.isEmpty()) {
             System.err.println("kdap java-debug: KDAP_JDWP_SOCKET is not set");
@@ -46,18 +53,30 @@ public final class Main {
         }
         Logger.getLogger("").setLevel(Level.WARNING); // java-debug logs usage data at INFO
         Logger.getLogger(Configuration.LOGGER_NAME).setLevel(Level.WARNING);
-        try (ServerSocket server = new ServerSocket(port, 1, InetAddress.getLoopbackAddress())) {
+        if (listen.startsWith("/")) {
+            try (ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
+                server.bind(UnixDomainSocketAddress.of(listen), 1);
+                System.out.println("kdap java-debug listening at " + listen);
+                System.out.flush();
+                while (true) {
+                    SocketChannel client = server.accept();
+                    serve(new ChannelInput(client), new ChannelOutput(client), client, socket); // one session at a time: JDWP takes one client
+                }
+            }
+        }
+        try (ServerSocket server = new ServerSocket(Integer.parseInt(listen), 1, InetAddress.getLoopbackAddress())) {
             System.out.println("kdap java-debug listening at 127.0.0.1:" + server.getLocalPort());
             System.out.flush();
             while (true) {
                 Socket client = server.accept();
-                serve(client, socket); // one session at a time: JDWP takes one client
+                serve(client.getInputStream(), client.getOutputStream(), client, socket);
             }
         }
     }
 
-    // serve runs one DAP session on client; afterwards the JVM is let go.
-    static void serve(Socket client, String jdwpSocket) {
+    // serve runs one DAP session on a client's streams; afterwards the JVM
+    // is let go and the client closed.
+    static void serve(InputStream in, OutputStream out, java.io.Closeable client, String jdwpSocket) {
         VmManager vms = new VmManager(new AgentConnector(jdwpSocket));
         SourceLookup sources = new SourceLookup();
         ProviderContext providers = new ProviderContext();
@@ -67,8 +86,8 @@ public final class Main {
         providers.registerProvider(IHotCodeReplaceProvider.class, new NoHotCodeReplace());
         providers.registerProvider(ICompletionsProvider.class, (ICompletionsProvider) (frame, text, line, column) -> java.util.List.of());
         try {
-            new Session(client.getInputStream(), client.getOutputStream(), providers, sources).run();
-        } catch (IOException | RuntimeException e) {
+            new Session(in, out, providers, sources).run();
+        } catch (RuntimeException e) {
             System.err.println("kdap java-debug: session: " + e);
         } finally {
             vms.release();
@@ -76,6 +95,53 @@ public final class Main {
                 client.close();
             } catch (IOException e) {
                 // already closed
+            }
+        }
+    }
+
+    // ChannelInput reads a socket channel. Not Channels.newInputStream:
+    // its streams share the channel's blocking lock, so a read waiting for
+    // the IDE would hold up every write to it.
+    static final class ChannelInput extends InputStream {
+        private final SocketChannel ch;
+
+        ChannelInput(SocketChannel ch) {
+            this.ch = ch;
+        }
+
+        @Override
+        public int read() throws IOException {
+            byte[] b = new byte[1];
+            return read(b, 0, 1) < 0 ? -1 : b[0] & 0xff;
+        }
+
+        @Override
+        public int read(byte[] b, int off, int len) throws IOException {
+            if (len == 0) {
+                return 0;
+            }
+            return ch.read(ByteBuffer.wrap(b, off, len));
+        }
+    }
+
+    // ChannelOutput writes a socket channel (see ChannelInput).
+    static final class ChannelOutput extends OutputStream {
+        private final SocketChannel ch;
+
+        ChannelOutput(SocketChannel ch) {
+            this.ch = ch;
+        }
+
+        @Override
+        public void write(int b) throws IOException {
+            write(new byte[] {(byte) b}, 0, 1);
+        }
+
+        @Override
+        public void write(byte[] b, int off, int len) throws IOException {
+            ByteBuffer buf = ByteBuffer.wrap(b, off, len);
+            while (buf.hasRemaining()) {
+                ch.write(buf);
             }
         }
     }
