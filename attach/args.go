@@ -45,6 +45,9 @@ type Args struct {
 	// StopLimit resumes a stopped target: "auto" (default: just before its
 	// liveness probe would have the kubelet restart it), seconds, or "off".
 	StopLimit StopLimit `json:"stopLimit"`
+	// Token is the per-run token a `kdap dap --token-file` asks of every
+	// attach.
+	Token string `json:"token"`
 }
 
 // ParseArgs decodes and checks attach arguments.

@@ -3,6 +3,7 @@ package attach
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,6 +50,10 @@ type Config struct {
 	// kdap cannot hold them to a namespace's limits, so such a namespace
 	// refuses them.
 	Raw bool
+	// Token, when set, must be every attach request's "token" (kdap dap
+	// --token-file): a local process that can reach kdap's port but cannot
+	// read the token file gets no session.
+	Token string
 }
 
 // Reporter receives progress and notes (dap.Reporter satisfies it).
@@ -476,6 +481,13 @@ func (a *Attacher) Attach(ctx context.Context, req dap.AttachRequest, r dap.Repo
 	args, err := ParseArgs(raw)
 	if err != nil {
 		return nil, err
+	}
+	if a.Config.Token != "" && subtle.ConstantTimeCompare([]byte(args.Token), []byte(a.Config.Token)) != 1 {
+		what := "has no \"token\""
+		if args.Token != "" {
+			what = "has the wrong \"token\""
+		}
+		return nil, fmt.Errorf("this kdap dap asks every attach for its token, and this one %s: set \"token\" in the launch configuration to the contents of the file given to --token-file", what)
 	}
 	if kind, name, _ := targetRef(args.Target); args.Replicas == "all" && kind != "pod" {
 		if !req.ChildSessions {

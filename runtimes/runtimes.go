@@ -364,7 +364,7 @@ func ProcessIDs(pid int) (uid, gid int) {
 // debugger's own, translated by its AttachArguments).
 var KdapAttachKeys = []string{
 	"target", "namespace", "container", "context", "kubeconfig", "runtime",
-	"localRoot", "image", "agentTTL",
+	"localRoot", "image", "agentTTL", "token",
 	"name", "type", "request", "__configurationTarget", "__sessionId",
 }
 

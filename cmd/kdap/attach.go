@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kdap/kdap/attach"
+	"github.com/kdap/kdap/localend"
 	"github.com/kdap/kdap/runtimes"
 )
 
@@ -19,7 +19,8 @@ import (
 type AttachOptions struct {
 	clusterFlags
 	Args     attach.Args
-	Port     int // local port of the endpoint; 0 picks one
+	Port     int    // local port of the endpoint; 0 picks one
+	Listen   string // the endpoint's address instead: unix:PATH or HOST:PORT
 	Out, Err io.Writer
 }
 
@@ -47,7 +48,8 @@ Debug, "Attach to remote JVM", socket, host 127.0.0.1 and the port (set a fixed 
 	cmd.Flags().StringVar(&o.Args.Runtime, "runtime", "auto", "runtime of the target: auto (guessed from the container's image and command) or one of "+strings.Join(runtimes.Names(), ", "))
 	cmd.Flags().StringVar(&o.Args.Image, "image", "", "debugger image (overrides the --image-RUNTIME flags)")
 	completeTargets(cmd, &o.clusterFlags, &o.Args.Namespace)
-	cmd.Flags().IntVar(&o.Port, "port", 0, "local port of the endpoint, e.g. 5005 for an IDE configuration that keeps its port (default: any free port)")
+	cmd.Flags().IntVar(&o.Port, "port", 0, "local port of the endpoint on 127.0.0.1, e.g. 5005 for an IDE configuration that keeps its port (default: any free port; on Linux only your user's connections are taken)")
+	cmd.Flags().StringVar(&o.Listen, "listen", "", "the endpoint's address instead of --port: unix:PATH (a Unix socket only your user may use, e.g. for dlv connect unix:PATH) or 127.0.0.1:PORT")
 	return cmd
 }
 
@@ -56,9 +58,19 @@ func (o *AttachOptions) Run(ctx context.Context) error {
 	if _, err := attach.ParseArgs(mustJSON(o.Args)); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", o.Port))
+	addr, flag := fmt.Sprintf("127.0.0.1:%d", o.Port), "--port"
+	if o.Listen != "" {
+		if o.Port != 0 {
+			return errors.New("give --port or --listen, not both")
+		}
+		if err := localend.Check("--listen", o.Listen); err != nil {
+			return err
+		}
+		addr, flag = o.Listen, "--listen"
+	}
+	ln, err := localend.Listen(addr, func(reason string) { fmt.Fprintln(o.Err, "kdap:", reason) })
 	if err != nil {
-		return fmt.Errorf("--port %d: %w (choose another port, or 0 for any)", o.Port, err)
+		return fmt.Errorf("%s %s: %w (choose another, or --port 0 for any free port)", flag, addr, err)
 	}
 	defer ln.Close()
 	cfg := o.config()
@@ -80,7 +92,7 @@ func (o *AttachOptions) Run(ctx context.Context) error {
 	for _, w := range t.Warnings {
 		fmt.Fprintln(o.Err, "kdap: warning:", w)
 	}
-	fmt.Fprintf(o.Out, "kdap: debugger listening at: %s (%s)\n", ln.Addr(), how)
+	fmt.Fprintf(o.Out, "kdap: debugger listening at: %s (%s)\n", listenAddr(ln), how)
 	if err := attach.ServeEndpoint(ctx, ep, ln, func(s string) { fmt.Fprintln(o.Err, s) }); err != nil {
 		return err
 	}

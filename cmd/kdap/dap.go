@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/kdap/kdap/attach"
 	"github.com/kdap/kdap/dap"
+	"github.com/kdap/kdap/localend"
 	"github.com/kdap/kdap/runtimes"
 )
 
@@ -59,6 +62,7 @@ func (f *clusterFlags) config() attach.Config {
 type DAPOptions struct {
 	clusterFlags
 	Listen         string // empty: serve one session on stdin/stdout
+	TokenFile      string // write a per-run token here and ask every attach for it
 	AllowTerminate bool
 	TraceFile      string
 	Out, Err       io.Writer
@@ -83,7 +87,8 @@ kdap dap --listen process. Disconnecting leaves the target running.`,
 		},
 	}
 	o.addFlags(cmd)
-	cmd.Flags().StringVar(&o.Listen, "listen", "", "serve DAP on this loopback address (e.g. 127.0.0.1:4711, port 0 picks one) instead of stdin/stdout")
+	cmd.Flags().StringVar(&o.Listen, "listen", "", "serve DAP on this loopback address (e.g. 127.0.0.1:4711, port 0 picks one; on Linux only your user's connections are taken) or Unix socket (unix:PATH, yours alone) instead of stdin/stdout")
+	cmd.Flags().StringVar(&o.TokenFile, "token-file", "", "with --listen: write a new token to this file (mode 0600) and refuse every attach whose \"token\" is not it")
 	cmd.Flags().BoolVar(&o.AllowTerminate, "allow-terminate", false, "let a disconnect with terminateDebuggee stop the target (refused by default)")
 	cmd.Flags().StringVar(&o.TraceFile, "trace", "", "append every DAP message, both directions, to this file")
 	return cmd
@@ -92,16 +97,12 @@ kdap dap --listen process. Disconnecting leaves the target running.`,
 // Validate checks the options.
 func (o *DAPOptions) Validate() error {
 	if o.Listen == "" {
+		if o.TokenFile != "" {
+			return errors.New("--token-file needs --listen: on stdin/stdout only the IDE that started kdap talks to it")
+		}
 		return nil
 	}
-	host, _, err := net.SplitHostPort(o.Listen)
-	if err != nil {
-		return fmt.Errorf("--listen %q: %w (want HOST:PORT, e.g. 127.0.0.1:0)", o.Listen, err)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("--listen %q: kdap serves only on loopback (anyone reaching the port could debug your cluster's pods); use 127.0.0.1", o.Listen)
-	}
-	return nil
+	return localend.Check("--listen", o.Listen)
 }
 
 // Run serves until ctx is done (or, on stdio, the IDE disconnects).
@@ -119,11 +120,19 @@ func (o *DAPOptions) Run(ctx context.Context) error {
 	if o.Listen == "" {
 		return dap.Serve(ctx, newStdio(o.In, o.Out), attacher, opts)
 	}
-	ln, err := net.Listen("tcp", o.Listen)
+	if o.TokenFile != "" {
+		token, err := writeToken(o.TokenFile)
+		if err != nil {
+			return err
+		}
+		defer os.Remove(o.TokenFile)
+		attacher.Config.Token = token
+	}
+	ln, err := localend.Listen(o.Listen, func(reason string) { fmt.Fprintln(o.Err, "kdap:", reason) })
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(o.Out, "kdap: DAP server listening at: %s\n", ln.Addr())
+	fmt.Fprintf(o.Out, "kdap: DAP server listening at: %s\n", listenAddr(ln))
 	go func() {
 		<-ctx.Done()
 		ln.Close()
@@ -146,6 +155,28 @@ func (o *DAPOptions) Run(ctx context.Context) error {
 			}
 		}()
 	}
+}
+
+// writeToken writes a new random token to file, readable by this user only.
+func writeToken(file string) (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	token := hex.EncodeToString(b)
+	os.Remove(file) // a new file, so that its mode is ours
+	if err := os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	return token, nil
+}
+
+// listenAddr is the address a listener serves at, as --listen takes it.
+func listenAddr(ln net.Listener) string {
+	if ln.Addr().Network() == "unix" {
+		return localend.UnixPrefix + ln.Addr().String()
+	}
+	return ln.Addr().String()
 }
 
 // stdio is the IDE connection of an adapter the IDE started. A read from

@@ -80,7 +80,11 @@ func startKdap(t *testing.T, extra ...string) *kdapProcess {
 // connect opens a DAP client on kdap.
 func (k *kdapProcess) connect(t *testing.T) *daptest.Client {
 	t.Helper()
-	conn, err := net.Dial("tcp", k.addr)
+	network, addr := "tcp", k.addr
+	if path, ok := strings.CutPrefix(k.addr, "unix:"); ok {
+		network, addr = "unix", path
+	}
+	conn, err := net.Dial(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}

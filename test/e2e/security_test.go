@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +116,45 @@ func TestPythonSaysWhatItLeavesOpen(t *testing.T) {
 	if console := c.Console(); !strings.Contains(console, "kdap: warning: debugpy's adapter listens on the pod's loopback") {
 		t.Errorf("the console does not tell of debugpy's adapter:\n%s", console)
 	}
+	c.ExpectResponse(t, c.Send("disconnect", godap.DisconnectArguments{}))
+}
+
+// TestDAPOnAUnixSocketWithAToken: kdap dap serves on a Unix socket of its
+// user's alone, and with --token-file refuses an attach without the token
+// before it touches the cluster; with the token the session works.
+func TestDAPOnAUnixSocketWithAToken(t *testing.T) {
+	root, s := goStaging(t)
+	ns := newNamespace(t, nil)
+	s.servicePod(t, ns, "web", func(*corev1.Pod) {})
+	dir := t.TempDir()
+	sock, tokenFile := filepath.Join(dir, "kdap.sock"), filepath.Join(dir, "token")
+	k := startKdap(t, "--listen", "unix:"+sock, "--token-file", tokenFile)
+	if k.addr != "unix:"+sock {
+		t.Fatalf("kdap listens at %s, want unix:%s", k.addr, sock)
+	}
+	for file, want := range map[string]os.FileMode{sock: 0o600, tokenFile: 0o600} {
+		if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: %v, %v; want mode %v", file, fi.Mode(), err, want)
+		}
+	}
+	token, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := map[string]any{"target": "pod/web", "namespace": ns, "localRoot": root, "runtime": s.runtime}
+	for _, tc := range []struct{ token, want string }{{"", `has no "token"`}, {"not-it", `has the wrong "token"`}} {
+		c := k.connect(t)
+		c.ExpectResponse(t, c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
+		args["token"] = tc.token
+		resp := c.ExpectAnyResponse(t, c.Send("attach", args))
+		if resp.Success || !strings.Contains(resp.ErrorText(), tc.want) || !strings.Contains(resp.ErrorText(), "--token-file") {
+			t.Errorf("attach with token %q: %s; want %q", tc.token, resp.Raw, tc.want)
+		}
+	}
+	if n := ephemeralCount(t, ns, "web"); n != 0 {
+		t.Errorf("refused attaches added %d containers", n)
+	}
+	args["token"] = strings.TrimSpace(string(token))
+	c := attachSessionWith(t, k, args, s.file, s.line)
 	c.ExpectResponse(t, c.Send("disconnect", godap.DisconnectArguments{}))
 }
