@@ -102,7 +102,16 @@ func (ep *Endpoint) Reforward(ctx context.Context) error {
 // the agent finds the target is another runtime's, Prepare says so and
 // adds that runtime's debugger instead, once.
 func Prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint, error) {
-	ep, err := prepare(ctx, cfg, args, r)
+	cl, err := Connect(cfg, args)
+	if err != nil {
+		return nil, err
+	}
+	return PrepareIn(ctx, cl, cfg, args, r)
+}
+
+// PrepareIn is Prepare in a given Cluster.
+func PrepareIn(ctx context.Context, cl Cluster, cfg Config, args Args, r Reporter) (*Endpoint, error) {
+	ep, err := prepare(ctx, cl, cfg, args, r)
 	var exited *inject.AgentExitedError
 	if err == nil || runtimes.Lookup(args.Runtime) != nil || !errors.As(err, &exited) {
 		return ep, err
@@ -114,18 +123,52 @@ func Prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 	r.Output(fmt.Sprintf("kdap: debugger container %s found that %s; adding the %s debugger instead (%s stays in the pod's list of ephemeral containers, exited: Kubernetes cannot remove them)",
 		exited.Name, strings.TrimSuffix(said, ` in the launch configuration`)+" to skip the guess", actual.Title, exited.Name))
 	args.Runtime = actual.Name
-	return prepare(ctx, cfg, args, r)
+	return prepare(ctx, cl, cfg, args, r)
 }
 
-func prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint, error) {
+// Cluster is where kdap works: the API client, the namespace to use when
+// the attach arguments name none, and how to reach a pod's ports. Connect
+// makes it from a kubeconfig; tests give a fake client.
+type Cluster struct {
+	Client    kubernetes.Interface
+	Namespace string
+	// Dialer dials pod's portforward subresource.
+	Dialer func(namespace, pod string) (httpstream.Dialer, error)
+}
+
+// Connect makes the Cluster of the kubeconfig the configuration and the
+// attach arguments name.
+func Connect(cfg Config, args Args) (Cluster, error) {
 	restCfg, ns, err := clientConfig(cfg, args)
 	if err != nil {
-		return nil, err
+		return Cluster{}, err
 	}
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
-		return nil, err
+		return Cluster{}, err
 	}
+	return Cluster{Client: client, Namespace: ns, Dialer: func(namespace, pod string) (httpstream.Dialer, error) {
+		return forward.Dialer(restCfg, forward.URL(client, namespace, pod))
+	}}, nil
+}
+
+// Plan is the agent kdap would inject for a target, worked out from the
+// cluster with nothing changed in it.
+type Plan struct {
+	Pod       *corev1.Pod
+	Container string
+	Namespace *corev1.Namespace // nil when kdap may not read it
+	Policy    Policy            // the namespace's kdap.dev annotations
+	Staging   dap.Staging
+	Notes     []string // said before the first stop
+	Runtime   *runtimes.Runtime
+	Options   inject.Options // Port, Key and the injection record are set when injecting
+}
+
+// PlanFor resolves the target and works out the agent it needs: runtime,
+// image, user, privileges. It injects nothing.
+func PlanFor(ctx context.Context, cl Cluster, cfg Config, args Args, r Reporter) (*Plan, error) {
+	client, ns := cl.Client, firstNonEmpty(args.Namespace, cl.Namespace)
 	r.Progress(fmt.Sprintf("finding %s in namespace %s", args.Target, ns))
 	pod, err := resolvePod(ctx, client, ns, args.Target, r.Output)
 	if err != nil {
@@ -135,31 +178,28 @@ func prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 	if err != nil {
 		return nil, err
 	}
-	nsObj, policy, err := namespacePolicy(ctx, client, ns, r)
-	if err != nil {
+	p := &Plan{Pod: pod, Container: container}
+	if p.Namespace, p.Policy, err = namespacePolicy(ctx, client, ns, r); err != nil {
 		return nil, err
 	}
-	var staging dap.Staging
-	var notes []string
 	switch {
 	case cfg.Raw:
-		if err := policy.refuseRaw(ns); err != nil {
+		if err := p.Policy.refuseRaw(ns); err != nil {
 			return nil, err
 		}
 	case !cfg.Lazy:
-		if staging, notes, err = stagingFor(args, pod, container, policy); err != nil {
+		if p.Staging, p.Notes, err = stagingFor(args, pod, container, p.Policy); err != nil {
 			return nil, err
 		}
 	}
 	image := imageReader(ctx, client, pod, container)
-	rt := chooseRuntime(args.Runtime, pod, container, image, r)
-	debugImage := firstNonEmpty(args.Image, cfg.Images[rt.Name], rt.DefaultImage())
+	p.Runtime = chooseRuntime(args.Runtime, pod, container, image, r)
 	ttl := cfg.AgentTTL
 	if args.AgentTTL != "" {
 		ttl, _ = time.ParseDuration(args.AgentTTL)
 	}
-	opts := inject.Options{Image: debugImage, Target: container, Runtime: rt.Name, TTL: ttl, Ptrace: rt.NeedsPtrace(), Lazy: cfg.Lazy,
-		ContainerID: containerID(pod, container)}
+	p.Options = inject.Options{Image: firstNonEmpty(args.Image, cfg.Images[p.Runtime.Name], p.Runtime.DefaultImage()), Target: container,
+		Runtime: p.Runtime.Name, TTL: ttl, Ptrace: p.Runtime.NeedsPtrace(), Lazy: cfg.Lazy, ContainerID: containerID(pod, container)}
 	uid, gid, err := targetUser(pod, container, image, r)
 	if err != nil {
 		return nil, err
@@ -168,11 +208,22 @@ func prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 		// As the target's own user the debugger may ptrace it and read its
 		// files with no capability at all, so PodSecurity restricted
 		// allows it.
-		opts.RunAsUser, opts.RunAsGroup, opts.Ptrace = uid, gid, false
+		p.Options.RunAsUser, p.Options.RunAsGroup, p.Options.Ptrace = uid, gid, false
 	}
-	if nsObj != nil && inject.PodSecurityLevel(nsObj) == inject.Restricted {
-		opts.Seccomp = true
+	if p.Namespace != nil && inject.PodSecurityLevel(p.Namespace) == inject.Restricted {
+		p.Options.Seccomp = true
 	}
+	return p, nil
+}
+
+// prepare is Prepare's one try.
+func prepare(ctx context.Context, cl Cluster, cfg Config, args Args, r Reporter) (*Endpoint, error) {
+	p, err := PlanFor(ctx, cl, cfg, args, r)
+	if err != nil {
+		return nil, err
+	}
+	client, pod, container, nsObj, opts := cl.Client, p.Pod, p.Container, p.Namespace, p.Options
+	ns, debugImage, staging, notes := pod.Namespace, opts.Image, p.Staging, p.Notes
 	ep := &Endpoint{Pod: pod.Name, Namespace: ns, Container: container, PodUID: pod.UID, Client: client,
 		Staging: staging, StagingNotes: notes, ContainerID: containerID(pod, container), Restarts: restarts(pod, container),
 		Who: audit.Who(ctx, client), attachedAt: time.Now()}
@@ -204,7 +255,7 @@ func prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 	}
 
 	r.Progress("connecting to the debugger")
-	dialer, err := forward.Dialer(restCfg, forward.URL(client, ns, pod.Name))
+	dialer, err := cl.Dialer(ns, pod.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +265,7 @@ func prepare(ctx context.Context, cfg Config, args Args, r Reporter) (*Endpoint,
 	if ep.Reused && errors.As(err, &exited) {
 		// It reached its idle TTL between being found and being reached.
 		r.Output(fmt.Sprintf("kdap: debugger container %s has just exited; starting a new one", ep.Agent))
-		return prepare(ctx, cfg, args, r)
+		return prepare(ctx, cl, cfg, args, r)
 	}
 	if err != nil {
 		return nil, err
@@ -469,7 +520,20 @@ func randomSuffix() string {
 }
 
 // Attacher connects DAP sessions to Kubernetes targets (dap.Attacher).
-type Attacher struct{ Config Config }
+type Attacher struct {
+	Config Config
+	// Connect makes the cluster an attach works in (nil: Connect, from
+	// the kubeconfig); tests give a fake client here.
+	Connect func(Config, Args) (Cluster, error)
+}
+
+// cluster is the Cluster of one attach.
+func (a *Attacher) cluster(args Args) (Cluster, error) {
+	if a.Connect != nil {
+		return a.Connect(a.Config, args)
+	}
+	return Connect(a.Config, args)
+}
 
 // Attach prepares the endpoint, picks the processes to debug, translates
 // the attach arguments for the runtime's debugger and opens the DAP
@@ -495,7 +559,11 @@ func (a *Attacher) Attach(ctx context.Context, req dap.AttachRequest, r dap.Repo
 		}
 		return a.replicaChildren(ctx, raw, args, kind, name, r)
 	}
-	ep, err := Prepare(ctx, a.Config, args, r)
+	cl, err := a.cluster(args)
+	if err != nil {
+		return nil, err
+	}
+	ep, err := PrepareIn(ctx, cl, a.Config, args, r)
 	if err != nil {
 		return nil, err
 	}

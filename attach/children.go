@@ -220,10 +220,11 @@ func processChildren(ep *Endpoint, raw json.RawMessage, args Args, chosen []agen
 // pod of a workload; with newReplicas, pods that start later join. A pod
 // that goes away ends its own child session (its forward is lost).
 func (a *Attacher) replicaChildren(ctx context.Context, raw json.RawMessage, args Args, kind, name string, r dap.Reporter) (*dap.Debugger, error) {
-	client, ns, err := newClient(a.Config, args)
+	cl, err := a.cluster(args)
 	if err != nil {
 		return nil, err
 	}
+	client, ns := cl.Client, firstNonEmpty(args.Namespace, cl.Namespace)
 	r.Progress(fmt.Sprintf("listing the pods of %s/%s in namespace %s", kind, name, ns))
 	pods, err := workloadPods(ctx, client, ns, kind, name)
 	if err != nil {
