@@ -1,9 +1,11 @@
 // Package agent is the program kdap runs inside an ephemeral container next
 // to the target. It finds the target process, checks its runtime, and
-// serves one TCP port on the pod's loopback: "GET " gets a JSON status
+// serves one TCP port on the pod's loopback. Given the key of the kdap that
+// injected it, it first challenges every connection (agentapi.Challenge);
+// then "GET " gets a JSON status
 // document (or a diagnostic of the target), "JDWP" starts a raw JDWP
 // session (Java), anything else is piped to the runtime's debugger (Delve
-// serves DAP and JSON-RPC on one port; debugpy's adapter, js-debug and
+// serves DAP and JSON-RPC on one Unix socket; debugpy's adapter, js-debug and
 // kdap's Java debug server serve DAP). It owns the debugger's lifecycle:
 // when the last client leaves — by disconnect, a dropped connection, kdap
 // being killed, or a client that stops sending heartbeats — breakpoints are

@@ -150,6 +150,9 @@ func (p *serverProcess) ensure(ctx context.Context, logf func(string, ...any), n
 		}
 		p.mu.Unlock()
 	})
+	if srv == nil { // it never started, so its exit will not remove dir
+		os.RemoveAll(dir)
+	}
 	if errors.Is(err, errExitedEarly) {
 		return nil, false, exitedEarly(srv.output.String())
 	}

@@ -21,18 +21,12 @@ import (
 	"time"
 
 	"github.com/kdap/kdap/agentapi"
+	"github.com/kdap/kdap/internal/statedir"
 )
 
 // KeyFile is where this machine's key is kept: $XDG_STATE_HOME/kdap/agent-key
 // (by default ~/.local/state/kdap/agent-key), readable by its user only.
-func KeyFile() string {
-	dir := os.Getenv("XDG_STATE_HOME")
-	if dir == "" {
-		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, ".local", "state")
-	}
-	return filepath.Join(dir, "kdap", "agent-key")
-}
+func KeyFile() string { return filepath.Join(statedir.Dir(), "agent-key") }
 
 var (
 	loadOnce sync.Once

@@ -16,6 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kdap/kdap/internal/statedir"
 )
 
 // Reasons of kdap's Events on pods.
@@ -108,14 +110,7 @@ func Event(ctx context.Context, client kubernetes.Interface, pod *corev1.ObjectR
 
 // LogFile is kdap's local log: $XDG_STATE_HOME/kdap/kdap.log, by default
 // ~/.local/state/kdap/kdap.log.
-func LogFile() string {
-	dir := os.Getenv("XDG_STATE_HOME")
-	if dir == "" {
-		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, ".local", "state")
-	}
-	return filepath.Join(dir, "kdap", "kdap.log")
-}
+func LogFile() string { return filepath.Join(statedir.Dir(), "kdap.log") }
 
 // Log appends the record to the local log as one JSON line.
 func Log(r Record) error {
