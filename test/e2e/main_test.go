@@ -124,6 +124,10 @@ func setUp() error {
 	}
 	env.kdap = filepath.Join(binDir, "kdap")
 	env.state = filepath.Join(binDir, "state")
+	// Every kdap of the suite — in-process, kdap dap, kdap attach, the
+	// VS Code extension's — keeps its key there: one machine's kdap, so
+	// each reuses the agents the others injected.
+	os.Setenv("XDG_STATE_HOME", env.state)
 	build := exec.CommandContext(ctx, "go", "build", "-o", env.kdap, "./cmd/kdap")
 	build.Dir = repo
 	if out, err := build.CombinedOutput(); err != nil {
