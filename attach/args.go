@@ -81,6 +81,13 @@ func ParseArgs(raw json.RawMessage) (Args, error) {
 	return a, nil
 }
 
+// TargetKind is the kind of object a target names: pod, deployment,
+// statefulset or selector.
+func TargetKind(target string) (string, error) {
+	kind, _, err := targetRef(target)
+	return kind, err
+}
+
 // targetRef splits "kind/name"; a bare name is a pod.
 func targetRef(target string) (kind, name string, err error) {
 	kind, name, ok := strings.Cut(target, "/")

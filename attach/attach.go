@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,7 @@ import (
 	"github.com/kdap/kdap/forward"
 	"github.com/kdap/kdap/imageconfig"
 	"github.com/kdap/kdap/inject"
+	"github.com/kdap/kdap/rbac"
 	"github.com/kdap/kdap/runtimes"
 )
 
@@ -162,7 +164,12 @@ type Plan struct {
 	Staging   dap.Staging
 	Notes     []string // said before the first stop
 	Runtime   *runtimes.Runtime
-	Options   inject.Options // Port, Key and the injection record are set when injecting
+	// RuntimeNote says how the runtime was chosen when it was not asked
+	// for ("" when it was).
+	RuntimeNote string
+	Options     inject.Options // Port, Key and the injection record are set when injecting
+
+	image func(Reporter) (*imageconfig.Config, error) // the target image's configuration, read once
 }
 
 // PlanFor resolves the target and works out the agent it needs: runtime,
@@ -193,7 +200,10 @@ func PlanFor(ctx context.Context, cl Cluster, cfg Config, args Args, r Reporter)
 		}
 	}
 	image := imageReader(ctx, client, pod, container)
-	p.Runtime = chooseRuntime(args.Runtime, pod, container, image, r)
+	p.image = image
+	if p.Runtime, p.RuntimeNote = chooseRuntime(args.Runtime, pod, container, image, r); p.RuntimeNote != "" {
+		r.Output(p.RuntimeNote)
+	}
 	ttl := cfg.AgentTTL
 	if args.AgentTTL != "" {
 		ttl, _ = time.ParseDuration(args.AgentTTL)
@@ -242,6 +252,9 @@ func prepare(ctx context.Context, cl Cluster, cfg Config, args Args, r Reporter)
 				return nil, err
 			}
 		}
+		if err := checkAccess(ctx, client, ns, ep.Who); err != nil {
+			return nil, err
+		}
 		opts.Port = inject.FreePort(pod)
 		ep.Agent = inject.NewName(pod, randomSuffix)
 		r.Progress(fmt.Sprintf("adding debugger container %s (%s) to pod %s", ep.Agent, debugImage, pod.Name))
@@ -273,6 +286,46 @@ func prepare(ctx context.Context, cl Cluster, cfg Config, args Args, r Reporter)
 	return ep, nil
 }
 
+// attachNeeds are the permissions an attach that adds a debugger
+// container uses from its patch on: to add it, watch it start, reach it.
+var attachNeeds = []struct{ verb, resource, subresource, why string }{
+	{"patch", "pods", "ephemeralcontainers", "add the debugger container"},
+	{"list", "pods", "", "watch it start"},
+	{"watch", "pods", "", "watch it start"},
+	{"get", "pods", "portforward", "reach it"},
+	{"create", "pods", "portforward", "reach it"},
+}
+
+// checkAccess refuses, before anything is added, a user who lacks any of
+// attachNeeds, naming them all: one who could add the debugger container
+// but not use it would leave it in the pod, unreached until its idle TTL.
+// An API server that does not answer the reviews leaves it to the calls.
+func checkAccess(ctx context.Context, client kubernetes.Interface, ns, who string) error {
+	missing := make([]string, len(attachNeeds))
+	var wg sync.WaitGroup
+	for i, p := range attachNeeds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if ok, err := inject.CanI(ctx, client, ns, p.verb, p.resource, p.subresource); err == nil && !ok {
+				missing[i] = fmt.Sprintf("%q on %q (to %s)", p.verb, strings.TrimSuffix(p.resource+"/"+p.subresource, "/"), p.why)
+			}
+		}()
+	}
+	wg.Wait()
+	missing = slices.DeleteFunc(missing, func(s string) bool { return s == "" })
+	if len(missing) == 0 {
+		return nil
+	}
+	list := missing[len(missing)-1]
+	if len(missing) > 1 {
+		list = strings.Join(missing[:len(missing)-1], ", ") + " and " + list
+	}
+	return fmt.Errorf("you may not debug in namespace %q: RBAC is missing %s; nothing was added to the pod. "+
+		"Ask for a Role with what kdap uses (`kdap rbac -n %s %s` prints one); `kdap doctor` checks every permission",
+		ns, list, ns, rbac.SubjectFlag(who))
+}
+
 // containerID is the ID the pod's status gives the container ("" before
 // it has started).
 func containerID(pod *corev1.Pod, container string) string {
@@ -286,35 +339,55 @@ func containerID(pod *corev1.Pod, container string) string {
 
 // chooseRuntime is the runtime asked for, or for "auto" the one the
 // container's command, image configuration and image name suggest (the
-// agent checks the process). When the pod spec does not say what the
-// container runs, its image's configuration does: kdap reads it from the
-// registry, and falls back to the pod spec when it cannot.
-func chooseRuntime(name string, pod *corev1.Pod, container string, image func(Reporter) (*imageconfig.Config, error), r Reporter) *runtimes.Runtime {
+// agent checks the process), with the note that says how it was chosen.
+// When the pod spec does not say what the container runs, its image's
+// configuration does: kdap reads it from the registry, and falls back to
+// the pod spec when it cannot.
+func chooseRuntime(name string, pod *corev1.Pod, container string, image func(Reporter) (*imageconfig.Config, error), r Reporter) (*runtimes.Runtime, string) {
 	if rt := runtimes.Lookup(name); rt != nil {
-		return rt
+		return rt, ""
 	}
+	if name, agent := inject.RunningRuntime(pod, container); runtimes.Lookup(name) != nil {
+		rt := runtimes.Lookup(name)
+		return rt, fmt.Sprintf("kdap: debugging container %s as %s (its running debugger container %s does; set \"runtime\" to choose)", container, rt.Title, agent)
+	}
+	c := podContainer(pod, container)
+	e := runtimes.Evidence{Image: c.Image, Command: append(append([]string(nil), c.Command...), c.Args...)}
+	if len(c.Command) == 0 {
+		if img, err := image(r); err != nil {
+			r.Output(fmt.Sprintf("kdap: cannot read the configuration of image %s (%v): guessing the runtime from the pod spec", runningImage(pod, c), err))
+		} else {
+			e.Command, e.Env = img.Command(c.Command, c.Args), img.Env
+		}
+	}
+	rt, why := runtimes.Guess(e)
+	return rt, fmt.Sprintf("kdap: debugging container %s as %s (guessed: %s; set \"runtime\" to choose)", container, rt.Title, why)
+}
+
+// podContainer is the pod's container named name (pickContainer chose it,
+// so it is there).
+func podContainer(pod *corev1.Pod, name string) corev1.Container {
 	for _, c := range pod.Spec.Containers {
-		if c.Name != container {
-			continue
+		if c.Name == name {
+			return c
 		}
-		if name, agent := inject.RunningRuntime(pod, container); runtimes.Lookup(name) != nil {
-			rt := runtimes.Lookup(name)
-			r.Output(fmt.Sprintf("kdap: debugging container %s as %s (its running debugger container %s does; set \"runtime\" to choose)", container, rt.Title, agent))
-			return rt
-		}
-		e := runtimes.Evidence{Image: c.Image, Command: append(append([]string(nil), c.Command...), c.Args...)}
-		if len(c.Command) == 0 {
-			if img, err := image(r); err != nil {
-				r.Output(fmt.Sprintf("kdap: cannot read the configuration of image %s (%v): guessing the runtime from the pod spec", runningImage(pod, c), err))
-			} else {
-				e.Command, e.Env = img.Command(c.Command, c.Args), img.Env
-			}
-		}
-		rt, why := runtimes.Guess(e)
-		r.Output(fmt.Sprintf("kdap: debugging container %s as %s (guessed: %s; set \"runtime\" to choose)", container, rt.Title, why))
-		return rt
 	}
-	return runtimes.Go
+	return corev1.Container{Name: name}
+}
+
+// Evidence is what the pod spec and, when kdap can read it, the target
+// image's configuration say the target container runs: its command and
+// its environment's literal values.
+func (p *Plan) Evidence(r Reporter) runtimes.Evidence {
+	c := podContainer(p.Pod, p.Container)
+	e := runtimes.Evidence{Image: c.Image, Command: append(append([]string(nil), c.Command...), c.Args...)}
+	if img, err := p.image(r); err == nil {
+		e.Command, e.Env = img.Command(c.Command, c.Args), img.Env
+	}
+	for _, v := range c.Env {
+		e.Env = append(e.Env, v.Name+"="+v.Value)
+	}
+	return e
 }
 
 // imageReader reads the configuration of the image container runs, once,
@@ -334,7 +407,7 @@ func imageReader(ctx context.Context, client kubernetes.Interface, pod *corev1.P
 			if c.Name == container {
 				ref := runningImage(pod, c)
 				r.Progress("reading the configuration of image " + ref)
-				cfg, err = readImageConfig(ctx, client, pod, ref)
+				cfg, err = ReadImageConfig(ctx, client, pod, ref)
 				return cfg, err
 			}
 		}
@@ -394,10 +467,10 @@ func runningImage(pod *corev1.Pod, c corev1.Container) string {
 	return c.Image
 }
 
-// readImageConfig reads the image's configuration with the pod's image
-// pull secrets (those kdap may read) for the node's architecture, within
-// 10 s.
-func readImageConfig(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, ref string) (*imageconfig.Config, error) {
+// ReadImageConfig reads the configuration of image ref as the pod's node
+// would pull it: with the pod's image pull secrets (those kdap may read),
+// for the node's architecture, within 10 s.
+func ReadImageConfig(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, ref string) (*imageconfig.Config, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var secrets [][]byte

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +30,7 @@ import (
 	"github.com/kdap/kdap/agentapi"
 	"github.com/kdap/kdap/agentdoor"
 	"github.com/kdap/kdap/inject"
+	"github.com/kdap/kdap/rbac"
 )
 
 // recorder is a Reporter that keeps what it was told.
@@ -61,11 +63,23 @@ func appPod(name string, created time.Time, labels map[string]string) *corev1.Po
 	}
 }
 
+// fakeCluster serves objs; its SelfSubjectAccessReviews allow everything
+// (authorize changes that).
 func fakeCluster(objs ...runtime.Object) (Cluster, *fake.Clientset) {
 	client := fake.NewSimpleClientset(objs...)
+	authorize(client, func(*authorizationv1.ResourceAttributes) bool { return true })
 	return Cluster{Client: client, Namespace: "shop", Dialer: func(string, string) (httpstream.Dialer, error) {
 		return nil, errors.New("no port-forward in the fake tier")
 	}}, client
+}
+
+// authorize answers the client's SelfSubjectAccessReviews with allow.
+func authorize(client *fake.Clientset, allow func(*authorizationv1.ResourceAttributes) bool) {
+	client.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		review := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectAccessReview).DeepCopy()
+		review.Status.Allowed = allow(review.Spec.ResourceAttributes)
+		return true, review, nil
+	})
 }
 
 var testConfig = Config{Images: map[string]string{"go": "kdap/kdap-go:test"}, AgentTTL: time.Minute}
@@ -125,6 +139,28 @@ func TestPodSecurityRefusesBeforeAnythingIsAdded(t *testing.T) {
 	_, err := PrepareIn(context.Background(), cl, testConfig, Args{Target: "pod/web", Runtime: "go"}, &recorder{})
 	if err == nil || !strings.Contains(err.Error(), `enforces PodSecurity "baseline"`) || !strings.Contains(err.Error(), "SYS_PTRACE") {
 		t.Fatalf("err = %v", err)
+	}
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "patch" {
+			t.Errorf("the pod was patched: %v", a)
+		}
+	}
+}
+
+// TestAUserWhoCouldNotUseTheAgentGetsNone: without watch on pods or
+// get and create on pods/portforward kdap could add its debugger container but
+// never reach it; it says what is missing and adds nothing.
+func TestAUserWhoCouldNotUseTheAgentGetsNone(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	cl, client := fakeCluster(appPod("web", time.Now(), nil))
+	authorize(client, func(a *authorizationv1.ResourceAttributes) bool {
+		return a.Verb != "watch" && a.Subresource != "portforward" && a.Namespace == "shop"
+	})
+	_, err := PrepareIn(context.Background(), cl, testConfig, Args{Target: "pod/web", Runtime: "go"}, &recorder{})
+	for _, want := range []string{`RBAC is missing "watch" on "pods" (to watch it start), "get" on "pods/portforward" (to reach it) and "create" on "pods/portforward" (to reach it)`, "nothing was added", "kdap rbac -n shop"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want %q", err, want)
+		}
 	}
 	for _, a := range client.Actions() {
 		if a.GetVerb() == "patch" {
@@ -254,3 +290,18 @@ func trackedPod(client *fake.Clientset) *corev1.Pod {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// TestWhatAttachChecksIsInTheRole: what an attach checks before its patch
+// is among the permissions kdap rbac grants and kdap doctor calls required.
+func TestWhatAttachChecksIsInTheRole(t *testing.T) {
+	for _, want := range attachNeeds {
+		resource := strings.TrimSuffix(want.resource+"/"+want.subresource, "/")
+		found := false
+		for _, p := range rbac.Permissions {
+			found = found || p.Required() && p.Group == "" && p.Resource == resource && slices.Contains(p.Verbs, want.verb)
+		}
+		if !found {
+			t.Errorf("%s %s is checked before the patch but is not a required permission of package rbac", want.verb, resource)
+		}
+	}
+}

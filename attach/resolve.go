@@ -138,7 +138,7 @@ func explainGet(ctx context.Context, client kubernetes.Interface, err error, ns,
 		if name == "" {
 			verb = "list"
 		}
-		return fmt.Errorf("you may not %s %s in namespace %q: RBAC must allow %q on %q (kdap needs get/list/watch on pods, patch on pods/ephemeralcontainers, create on pods/portforward): %w",
+		return fmt.Errorf("you may not %s %s in namespace %q: RBAC must allow %q on %q (kdap needs get/list/watch on pods, patch on pods/ephemeralcontainers, get and create on pods/portforward; `kdap rbac` prints the Role): %w",
 			verb, plural(kind), ns, verb, plural(kind), err)
 	case apierrors.IsNotFound(err):
 		if _, nsErr := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); apierrors.IsNotFound(nsErr) {

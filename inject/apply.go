@@ -58,7 +58,7 @@ func explainForbidden(ctx context.Context, client kubernetes.Interface, pod *cor
 	allowed, checkErr := CanI(ctx, client, pod.Namespace, "patch", "pods", "ephemeralcontainers")
 	if checkErr == nil && !allowed {
 		return fmt.Errorf("you may not add debug containers in namespace %q: RBAC is missing verb \"patch\" on resource \"pods/ephemeralcontainers\" "+
-			"(ask for a Role granting it; kdap also needs get/list/watch on pods and create on pods/portforward): %w", pod.Namespace, err)
+			"(ask for a Role granting it; kdap also needs get/list/watch on pods and get and create on pods/portforward; `kdap rbac` prints the Role): %w", pod.Namespace, err)
 	}
 	why := "PodSecurity or a policy webhook"
 	sc := ec.SecurityContext

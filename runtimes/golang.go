@@ -24,6 +24,11 @@ var Go = &Runtime{
 	Hints:      []string{"go", "golang"},
 	EnvHints:   []string{"GOLANG_VERSION"},
 	Access:     AccessPtrace,
+	Unknowns: []Unknown{
+		ptraceScope("Delve"),
+		{Name: "debug information", What: "the binary has DWARF debug information (not built with -ldflags=\"-s -w\", not stripped)",
+			Report: "the debugger container exits with \"has no debug information\" and the flags to rebuild with"},
+	},
 	MappingArgs: []Arg{{Name: "substitutePath", Description: "Go: explicit path mapping, wins over the automatic one.",
 		Schema: map[string]any{"type": "array", "items": map[string]any{
 			"type": "object",

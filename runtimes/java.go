@@ -33,6 +33,18 @@ var Java = &Runtime{
 	Hints:      []string{"java", "jdk", "jre", "openjdk", "temurin", "corretto", "zulu", "jvm", "spring", "tomcat", "jetty", "quarkus", "gradle", "maven"},
 	EnvHints:   []string{"JAVA_HOME", "JAVA_VERSION", "JDK_VERSION", "JRE_VERSION"},
 	Access:     AccessAttachSocket,
+	Unknowns: []Unknown{
+		{Name: "JDWP at start", What: "the JVM was started with JDWP (-agentlib:jdwp, e.g. in JAVA_TOOL_OPTIONS): HotSpot grants breakpoints only to a JVM started with it",
+			Report: "the attach fails with \"started without JDWP\" and the flag for the JVM's version; kdap dump, heap and profile work without it",
+			Seen: func(e Evidence) (string, bool) {
+				if hasFlag(e, "-agentlib:jdwp") {
+					return "the command or the environment has -agentlib:jdwp", true
+				}
+				return "", false
+			}},
+		{Name: "attach mechanism", What: "the JVM's attach mechanism is on (no -XX:+DisableAttachMechanism) and its /tmp is writable",
+			Report: "the debugger container exits with \"did not open its attach socket\", naming both"},
+	},
 	MappingArgs: []Arg{{Name: "sourcePaths", Description: "Java: the folders that hold your package directories (…/src/main/java); win over the ones kdap finds under localRoot.",
 		Schema: map[string]any{"type": "array", "items": map[string]any{"type": "string"}}}},
 	Inspect:         InspectJava,

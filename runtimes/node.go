@@ -31,6 +31,16 @@ var Node = &Runtime{
 	Hints:      []string{"node", "nodejs", "npm", "npx", "yarn", "pnpm", "ts-node"},
 	EnvHints:   []string{"NODE_VERSION", "YARN_VERSION"},
 	Access:     AccessSignal,
+	Unknowns: []Unknown{
+		{Name: "inspector on SIGUSR1", What: "the process opens its inspector on SIGUSR1 (not started with --disable-sigusr1, installs no SIGUSR1 handler of its own)",
+			Report: "the debugger container exits with \"does not handle SIGUSR1\" before any signal is sent (the signal would kill it), naming --inspect",
+			Seen: func(e Evidence) (string, bool) {
+				if hasFlag(e, "--disable-sigusr1") {
+					return "the command or NODE_OPTIONS has --disable-sigusr1: the inspector cannot be opened without a restart", false
+				}
+				return "", false
+			}},
+	},
 	MappingArgs: []Arg{{Name: "remoteRoot", Description: "Node.js: the folder in the container that localRoot corresponds to; wins over the automatic mapping.",
 		Schema: map[string]any{"type": "string"}}},
 	Inspect:         InspectNode,

@@ -29,6 +29,11 @@ var Python = &Runtime{
 	Hints:      []string{"python", "py", "gunicorn", "uvicorn", "celery", "django", "flask", "fastapi"},
 	EnvHints:   []string{"PYTHON_VERSION", "PYTHON_SHA256"},
 	Access:     AccessPtrace,
+	Unknowns: []Unknown{
+		ptraceScope("gdb (which injects debugpy)"),
+		{Name: "glibc and /tmp", What: "the target's C library is glibc 2.34 or later and its /tmp is writable and not noexec (debugpy is loaded from there)",
+			Report: "the attach fails with \"could not load debugpy's attach library\" or \"cannot copy debugpy into the target's file system\", naming the fix"},
+	},
 	MappingArgs: []Arg{{Name: "pathMappings", Description: "Python: explicit path mapping, wins over the automatic one.",
 		Schema: map[string]any{"type": "array", "items": map[string]any{
 			"type": "object",

@@ -64,6 +64,37 @@ type Runtime struct {
 	// Diagnostics are the diagnostics the agent takes of this runtime's
 	// targets (kdap dump, heap, profile, core).
 	Diagnostics []Diagnostic
+	// Unknowns are what a target needs that kdap cannot see before its
+	// agent is in the pod, each with how the first attach reports it
+	// (kdap doctor lists them).
+	Unknowns []Unknown
+}
+
+// Unknown is one thing a target needs that kdap cannot check from the API
+// server: the node's kernel settings, the program's build, its flags.
+type Unknown struct {
+	Name   string // short, for a table: "ptrace_scope"
+	What   string // what must hold: "the binary has DWARF debug information"
+	Report string // what the first attach says when it does not
+	// AsTargetUser: it matters only when the debugger runs as the
+	// target's user, without SYS_PTRACE.
+	AsTargetUser bool
+	// Seen, when set, looks for it in the pod spec and the image's
+	// configuration: what it found ("" when it cannot tell), and whether
+	// that is good.
+	Seen func(e Evidence) (found string, ok bool)
+}
+
+// ptraceScope is the node setting a ptrace-based debugger without
+// SYS_PTRACE depends on.
+func ptraceScope(debugger string) Unknown {
+	return Unknown{
+		Name: "node's ptrace_scope",
+		What: "the node's kernel.yama.ptrace_scope is 0: without SYS_PTRACE, " + debugger + " may ptrace a process of its own user only there",
+		Report: "the debugger container exits with \"Operation not permitted\", naming SYS_PTRACE and ptrace_scope; " +
+			"on such a node a root target (kdap adds SYS_PTRACE) or a node admin's sysctl kernel.yama.ptrace_scope=0 is the way",
+		AsTargetUser: true,
+	}
 }
 
 // Diagnostic is one diagnostic the agent takes of a runtime's targets,
@@ -232,6 +263,22 @@ type Evidence struct {
 	Image   string
 	Command []string
 	Env     []string // NAME=VALUE, from the image's configuration
+}
+
+// hasFlag says whether the command, or an environment variable's value
+// (NODE_OPTIONS, JAVA_TOOL_OPTIONS), holds flag.
+func hasFlag(e Evidence, flag string) bool {
+	for _, w := range e.Command {
+		if strings.Contains(w, flag) {
+			return true
+		}
+	}
+	for _, kv := range e.Env {
+		if _, v, _ := strings.Cut(kv, "="); strings.Contains(v, flag) {
+			return true
+		}
+	}
+	return false
 }
 
 // Guess picks the runtime for "auto" from the evidence: the first runtime

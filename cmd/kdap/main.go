@@ -48,7 +48,7 @@ func newRootCommand() *cobra.Command {
 		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: name}
 	}
 	root.PersistentFlags().StringVar(&logFile, "log", "", "write client-go's internal log (port-forward retries, API warnings) to this file; off by default")
-	root.AddCommand(newDAPCommand(), newAttachCommand(), newTargetsCommand(), newSessionsCommand(), newRuntimesCommand(), newVersionCommand())
+	root.AddCommand(newDAPCommand(), newAttachCommand(), newTargetsCommand(), newSessionsCommand(), newRuntimesCommand(), newDoctorCommand(), newRBACCommand(), newVersionCommand())
 	root.AddCommand(newDiagnoseCommands()...)
 	return root
 }

@@ -21,6 +21,8 @@ func TestDependenciesPointOneWay(t *testing.T) {
 		{"github.com/kdap/kdap/runtimes", []string{"k8s.io/", "github.com/kdap/kdap/dap", "github.com/spf13/cobra"}},
 		{"github.com/kdap/kdap/agentapi", []string{"k8s.io/", "github.com/go-delve/"}},
 		{"github.com/kdap/kdap/agentdoor", []string{"k8s.io/", "github.com/kdap/kdap/attach", "github.com/kdap/kdap/dap", "github.com/spf13/cobra"}},
+		{"github.com/kdap/kdap/rbac", []string{"k8s.io/client-go", "github.com/kdap/kdap/attach", "github.com/kdap/kdap/dap", "github.com/spf13/cobra"}},
+		{"github.com/kdap/kdap/doctor", []string{"github.com/spf13/cobra", "github.com/kdap/kdap/diagnose"}},
 		{"github.com/kdap/kdap/audit", []string{"github.com/kdap/kdap/attach", "github.com/kdap/kdap/dap", "github.com/kdap/kdap/inject", "github.com/google/go-dap"}},
 	} {
 		out, err := exec.Command("go", "list", "-deps", tc.pkg).Output()

@@ -233,8 +233,14 @@ func runKdap(t *testing.T, args ...string) string {
 // if it failed, an error holding its stderr.
 func kdapCommand(t *testing.T, args ...string) (string, error) {
 	t.Helper()
+	return kdapCommandAs(t, env.cluster.Kubeconfig(), args...)
+}
+
+// kdapCommandAs is kdapCommand with another kubeconfig.
+func kdapCommandAs(t *testing.T, kubeconfig string, args ...string) (string, error) {
+	t.Helper()
 	shown := strings.Join(args, " ")
-	args = append(args, "--kubeconfig", env.cluster.Kubeconfig(), "--image-repository", env.images)
+	args = append(args, "--kubeconfig", kubeconfig, "--image-repository", env.images)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a hung kdap fails the test, not the run
 	defer cancel()
 	cmd := exec.CommandContext(ctx, env.kdap, args...)
