@@ -28,7 +28,7 @@ func probeAgent(target string, ptrace bool) inject.Options {
 	return inject.Options{Image: fixtures.ProbeImage, Target: target, Runtime: "go", Port: agentapi.DefaultPort, TTL: time.Minute, Ptrace: ptrace}
 }
 
-func getPod(t *testing.T, ns, name string) *corev1.Pod {
+func getPod(t testing.TB, ns, name string) *corev1.Pod {
 	t.Helper()
 	pod, err := env.clientset.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {
