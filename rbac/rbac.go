@@ -245,7 +245,7 @@ func ParseSubject(user, group, serviceAccount string) (*rbacv1.Subject, error) {
 	}
 	switch {
 	case set > 1:
-		return nil, fmt.Errorf("--user, --group and --serviceaccount exclude each other")
+		return nil, fmt.Errorf("--user, --group and --serviceaccount exclude each other: give one (the binding has one subject), or none for the Role alone")
 	case user != "":
 		return &rbacv1.Subject{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}, nil
 	case group != "":
