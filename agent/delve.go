@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -80,9 +81,15 @@ func (d *delve) ensure(ctx context.Context, logf func(string, ...any)) (addr str
 	return srv.addr, started, nil
 }
 
-// resume continues the target that `dlv attach` halted, on a JSON-RPC
-// connection kept open until that continue returns (when a client halts the
-// target or it hits a breakpoint).
+// resume continues the target that `dlv attach` (or a halt) stopped, on a
+// JSON-RPC connection kept open until that continue returns (when a client
+// halts the target or it hits a breakpoint), and returns once Delve runs
+// the target. Returning sooner lets a client's halt reach Delve before the
+// continue begins: Delve's Continue drops a manual stop requested before
+// it, so that halt would answer at once, the target would run on, and the
+// client's next request (a breakpoint) would wait behind the continue for
+// ever — seen in CI as a JSON-RPC client and a bench's setBreakpoints that
+// never got an answer.
 func resume(addr string) error {
 	conn, err := dialServer(addr, 5*time.Second)
 	if err != nil {
@@ -94,7 +101,13 @@ func resume(addr string) error {
 		}
 		conn.Close()
 	}()
-	return nil
+	probe, err := dialServer(addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	c := rpc2.NewClientFromConn(probe)
+	defer c.Disconnect(false)
+	return waitRunning(c, 5*time.Second)
 }
 
 // client connects a JSON-RPC client to the running Delve (nil if none).
@@ -113,17 +126,24 @@ func (d *delve) client() (*rpc2.RPCClient, error) {
 // release leaves the target running with no breakpoints: halt (Delve
 // changes breakpoints only while halted), clear, continue.
 func (d *delve) release(logf func(string, ...any)) error {
+	_, srv := d.proc.running()
+	if srv == nil {
+		return nil
+	}
 	c, err := d.client()
 	if err != nil || c == nil {
 		return err
 	}
 	cleared, err := haltAndClear(c)
+	c.Disconnect(false)
+	if rerr := resume(srv.addr); rerr != nil {
+		return errors.Join(err, fmt.Errorf("resuming the target: %w", rerr))
+	}
 	if err != nil {
-		c.Disconnect(true)
 		return err
 	}
 	logf("no client left: cleared %d breakpoints, target resumed", cleared)
-	return c.Disconnect(true)
+	return nil
 }
 
 // haltAndClear halts the target if it runs and clears every user

@@ -77,14 +77,6 @@ func (d *delve) halted(ctx context.Context, logf func(string, ...any), read func
 		return 0, fmt.Errorf("connecting to dlv: %v", err)
 	}
 	defer c.Disconnect(false)
-	if started {
-		// dlv attach halted the target and ensure's continue is on its way:
-		// wait for it, or a halt could come first and the reads below
-		// would block behind the continue (Delve answers only while halted).
-		if err := waitRunning(c, 5*time.Second); err != nil {
-			return attach, err
-		}
-	}
 	state, err := stateWithin(c, 5*time.Second)
 	if err != nil {
 		return 0, fmt.Errorf("%w; %s", err, d.targetState())
@@ -98,10 +90,7 @@ func (d *delve) halted(ctx context.Context, logf func(string, ...any), read func
 		return 0, fmt.Errorf("halt: %w", err)
 	}
 	readErr := read(c)
-	if err := resume(addr); err != nil {
-		return attach + time.Since(start), fmt.Errorf("resuming the target: %w", err)
-	}
-	if err := waitRunning(c, 5*time.Second); err != nil { // so that the next one finds it running
+	if err := resume(addr); err != nil { // returns once the target runs: the next one finds it so
 		if errors.Is(err, errDelveSilent) && !tracingStopped(d.pid) {
 			// Seen once after a core dump: Delve stopped answering, but the
 			// target had been resumed. What was read stands.

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -48,10 +47,7 @@ func TestAutoRuntimeFromTheImageConfig(t *testing.T) {
 		cmd, addr, _ := startKdapAttachLogged(t, log, append([]string{"pod/" + pod, "-n", ns}, images...)...)
 		t.Logf("%s: kdap attach ready in %s", pod, time.Since(start).Round(time.Millisecond))
 		debugpyStop(t, addr, svc, root, pricing, line, 3)
-		cmd.Process.Signal(os.Interrupt)
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("kdap attach after Ctrl-C: %v", err)
-		}
+		interrupt(t, cmd, "kdap attach")
 		return log
 	}
 

@@ -9,7 +9,6 @@ import (
 	"debug/elf"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -130,8 +129,7 @@ func TestDebuggerImagesFromARegistry(t *testing.T) {
 	conn, _, _, reply := delveStop(t, addr, svc, "registry")
 	conn.Close()
 	expectReply(t, reply, "hello, registry", 30*time.Second)
-	cmd.Process.Signal(os.Interrupt)
-	cmd.Wait()
+	interrupt(t, cmd, "kdap attach")
 
 	pod, err := env.clientset.CoreV1().Pods(ns).Get(context.Background(), "gohttp", metav1.GetOptions{})
 	if err != nil {

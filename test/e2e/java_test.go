@@ -282,10 +282,7 @@ func TestJavaWithJdbThroughKdapAttach(t *testing.T) {
 	jdb.send("exit")
 	jdb.wait()
 	expectReply(t, getAsync(fmt.Sprintf("http://%s/quote?items=1", svc)), "total: 7", 10*time.Second)
-	cmd.Process.Signal(os.Interrupt)
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("kdap attach after Ctrl-C: %v", err)
-	}
+	interrupt(t, cmd, "kdap attach")
 }
 
 // jdbProcess is the JDK's command-line debugger, driven line by line.

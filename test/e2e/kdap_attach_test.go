@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,10 +57,7 @@ func TestKdapAttachWithDelveJSONRPC(t *testing.T) {
 	// agent releases the target once its last client is gone.
 	conn.Close()
 	expectReply(t, reply, "hello, goland", 30*time.Second)
-	cmd.Process.Signal(os.Interrupt)
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("kdap attach after Ctrl-C: %v", err)
-	}
+	interrupt(t, cmd, "kdap attach")
 	expectReply(t, getAsync(fmt.Sprintf("http://%s/hello?name=after", svc)), "hello, after", 10*time.Second)
 }
 
@@ -76,10 +74,7 @@ func TestKdapAttachPythonWithADAPClient(t *testing.T) {
 		t.Errorf("kdap attach printed %q, want it to name %s", text, want)
 	}
 	debugpyStop(t, addr, svc, root, pricing, line, 2)
-	cmd.Process.Signal(os.Interrupt)
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("kdap attach after Ctrl-C: %v", err)
-	}
+	interrupt(t, cmd, "kdap attach")
 	expectReply(t, getAsync(fmt.Sprintf("http://%s/quote?items=1", svc)), "total: 7", 10*time.Second)
 }
 
@@ -88,6 +83,31 @@ func TestKdapAttachPythonWithADAPClient(t *testing.T) {
 func startKdapAttach(t *testing.T, args ...string) (cmd *exec.Cmd, addr, line string) {
 	t.Helper()
 	return startKdapAttachLogged(t, nil, args...)
+}
+
+// interrupt is Ctrl-C to a kdap process: it must exit, without error,
+// within 30 s. One that does not is made to print its goroutines (SIGQUIT,
+// into the test's log) and is killed.
+func interrupt(t *testing.T, cmd *exec.Cmd, what string) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("%s after Ctrl-C: %v", what, err)
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		t.Errorf("%s had not exited 30 s after Ctrl-C (its goroutines are in the log above)", what)
+	}
 }
 
 // startKdapAttachLogged is startKdapAttach that also keeps what kdap
@@ -137,6 +157,10 @@ func delveStop(t *testing.T, addr, svc, name string) (net.Conn, *rpc2.RPCClient,
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { conn.Close() })
+	// net/rpc calls wait for ever: a deadline turns a debugger that never
+	// answers into a failed call (the deadline is lifted once stopped).
+	conn.SetDeadline(time.Now().Add(time.Minute))
 	client := rpc2.NewClientFromConn(conn)
 	if _, err := client.Halt(); err != nil { // Delve changes breakpoints only while halted
 		t.Fatalf("%s: halt through the endpoint: %v", name, err)
@@ -154,6 +178,7 @@ func delveStop(t *testing.T, addr, svc, name string) (net.Conn, *rpc2.RPCClient,
 		if st.Err != nil || st.CurrentThread == nil || st.CurrentThread.Breakpoint == nil || st.CurrentThread.Line != line {
 			t.Fatalf("%s: state after continue: %+v (err %v)", name, st.CurrentThread, st.Err)
 		}
+		conn.SetDeadline(time.Now().Add(time.Minute)) // for the caller's calls while stopped
 		return conn, client, st, reply
 	case <-time.After(30 * time.Second):
 		t.Fatalf("%s: no stop at the breakpoint", name)
@@ -254,10 +279,7 @@ func TestKdapAttachHealsALostForward(t *testing.T) {
 	if n := ephemeralCount(t, ns, "gohttp"); n != 1 {
 		t.Errorf("%d debugger containers, want the first one only", n)
 	}
-	cmd.Process.Signal(os.Interrupt)
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("kdap attach after Ctrl-C: %v", err)
-	}
+	interrupt(t, cmd, "kdap attach")
 	log.wait(t, time.Second, "kdap: stopping; container app is running")
 }
 

@@ -29,9 +29,10 @@ var nsCounter atomic.Int64
 
 // newNamespace creates a namespace for one test and removes it (pods first,
 // then the namespace through its finalize subresource, since no namespace
-// controller runs) when the test ends.
+// controller runs) when the test ends. It starts t's watchdog too (startWatchdog).
 func newNamespace(t testing.TB, labels map[string]string) string {
 	t.Helper()
+	startWatchdog(t)
 	ctx := context.Background()
 	name := fmt.Sprintf("e2e-%d-%d", time.Now().Unix()%100000, nsCounter.Add(1))
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
@@ -99,6 +100,11 @@ func createPodWith(t testing.TB, ns, name, image string, edit func(*corev1.Pod),
 	if _, err := env.clientset.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create pod %s/%s: %v", ns, name, err)
 	}
+	t.Cleanup(func() { // what the debugger saw, for a failed test
+		if t.Failed() {
+			t.Logf("the debugger containers' logs of pod %s/%s:\n%s", ns, name, agentLogs(t, ns, name))
+		}
+	})
 	return waitPod(t, ns, name, 60*time.Second, "Running", func(p *corev1.Pod) (bool, error) {
 		for _, cs := range p.Status.ContainerStatuses {
 			if w := cs.State.Waiting; w != nil && isFatalWaitReason(w.Reason) {

@@ -407,10 +407,7 @@ func TestKdapAttachNodeWithADAPClient(t *testing.T) {
 	expectReply(t, reply, "total: 14", 10*time.Second)
 	c.ExpectResponse(t, c.Send("disconnect", godap.DisconnectArguments{}))
 	conn.Close()
-	cmd.Process.Signal(os.Interrupt)
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("kdap attach after Ctrl-C: %v", err)
-	}
+	interrupt(t, cmd, "kdap attach")
 	expectReply(t, getAsync(fmt.Sprintf("http://%s/quote?items=1", svc)), "total: 7", 10*time.Second)
 	expectInspectorClosed(t, ns, "web")
 }
