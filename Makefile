@@ -71,12 +71,13 @@ vsix:
 e2e:
 	$(GO) test -tags e2e -count=1 -v -timeout 60m ./test/e2e/...
 
-## bench: DAP round trips through kdap vs straight to the same Delve, the
-## attach latency breakdown on the local cluster, and what kdap's
-## diagnostics cost a serving target (pause per dump, latency while profiling)
+## bench: DAP round trips through kdap vs straight to the same Delve (over
+## loopback, and through the local cluster's port-forward), the attach
+## latency breakdown beside the manual path's, and what kdap's diagnostics
+## cost a serving target (pause per dump, latency while profiling)
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 300x ./test/bench/
-	$(GO) test -tags e2e -run '^$$' -bench 'AttachLatency|Diagnostics|Snapshots' -benchtime 5x -timeout 25m ./test/e2e/
+	$(GO) test -tags e2e -run '^$$' -bench 'AttachLatency|RelayThroughPortForward|Diagnostics|Snapshots' -benchtime 5x -timeout 25m ./test/e2e/
 
 cluster-up:
 	$(GO) run ./test/cluster up

@@ -74,6 +74,19 @@ func (c Config) setting(key, def string) string {
 // detaches the debugger (never killing a debugger that holds breakpoints).
 func Run(ctx context.Context, cfg Config) error {
 	logf := func(f string, args ...any) { fmt.Fprintf(cfg.Log, "kdap-agent: "+f+"\n", args...) }
+	// Listen first: kdap connects the moment the container runs, and a
+	// connection refused costs it a whole new port-forward, while one
+	// accepted now waits only for what follows (tens of milliseconds).
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (another process in the pod uses this port)", cfg.Listen, err)
+	}
+	served := false
+	defer func() {
+		if !served {
+			ln.Close()
+		}
+	}()
 	procs := &processes{fs: hostProc, containerID: cfg.ContainerID, self: os.Getpid(), fixed: cfg.PID}
 	first, err := procs.first()
 	if err != nil {
@@ -96,25 +109,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w (another process in the pod uses this port)", cfg.Listen, err)
-	}
+	served = true // serve closes ln
 	a := &agent{cfg: cfg, rt: rt, target: target, procs: procs, ln: ln, lastActive: time.Now(), conns: map[net.Conn]bool{}, dbg: dbg,
 		debugged: map[int]*debugged{target.PID: {target: target, dbg: dbg}}}
-	a.logf("listening at %s; target pid %d (%s %s, %s); idle TTL %s", ln.Addr(), target.PID, rt.Title, target.Version, target.Exe, cfg.TTL)
-	if cfg.Key == nil {
-		a.logf("no key given (%s): any process in the pod may connect", agentapi.EnvKey)
-	}
-	if c := procs.last; len(c.procs) > 1 {
-		a.logf("the target container's processes: %s", c.describe())
-	}
-	if cfg.Ready != nil {
-		cfg.Ready(ln.Addr().String())
-	}
-	// Attach the debugger now, while kdap is still setting up its
-	// port-forward: the first session then finds it ready (measured with
-	// Delve: ≈ 100 ms off an attach). A lazy agent, injected for a
+	// Attach the debugger now, before the rest is read and while kdap is
+	// still connecting: the first session then finds it ready (Delve's
+	// attach is ≈ 150 ms of an attach). A lazy agent, injected for a
 	// diagnostic, leaves the target alone.
 	go func() {
 		if cfg.Lazy {
@@ -128,6 +128,17 @@ func Run(ctx context.Context, cfg Config) error {
 			a.logf("debugger: %v (retrying when a client connects)", err)
 		}
 	}()
+	readSources(rt, target, a.logf) // before the status document is served
+	a.logf("listening at %s; target pid %d (%s %s, %s); idle TTL %s", ln.Addr(), target.PID, rt.Title, target.Version, target.Exe, cfg.TTL)
+	if cfg.Key == nil {
+		a.logf("no key given (%s): any process in the pod may connect", agentapi.EnvKey)
+	}
+	if c := procs.last; len(c.procs) > 1 {
+		a.logf("the target container's processes: %s", c.describe())
+	}
+	if cfg.Ready != nil {
+		cfg.Ready(ln.Addr().String())
+	}
 	return a.serve(ctx)
 }
 
@@ -359,6 +370,7 @@ func (a *agent) readPreamble(br *bufio.Reader) (*debugged, error) {
 	if err != nil {
 		return nil, err
 	}
+	readSources(a.rt, t, a.logf)
 	dbg, err := newDebugger(a.cfg, a.rt, t)
 	if err != nil {
 		return nil, err
@@ -372,6 +384,17 @@ func (a *agent) readPreamble(br *bufio.Reader) (*debugged, error) {
 	a.debugged[pid] = d
 	a.logf("debugging process %d (%s) too", pid, t.Exe)
 	return d, nil
+}
+
+// readSources fills t's sources where its runtime reads them apart from
+// Inspect (Go's DWARF); without them the agent serves on, unmapped.
+func readSources(rt *runtimes.Runtime, t *runtimes.Target, logf func(string, ...any)) {
+	if rt.ReadSources == nil || t.Sources != nil {
+		return
+	}
+	if err := rt.ReadSources(t); err != nil {
+		logf("%v: source paths are not mapped automatically (set them in the launch configuration)", err)
+	}
 }
 
 // debuggedFor is pid's entry, if a debugger was made for it.

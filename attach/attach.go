@@ -91,7 +91,7 @@ type Endpoint struct {
 // container, and reads its status again; no container is added. It fails
 // with an *inject.AgentExitedError once the container has exited.
 func (ep *Endpoint) Reforward(ctx context.Context) error {
-	f, st, err := forwardToAgent(ctx, ep.Client, ep.dialer, ep.Namespace, ep.Pod, ep.Agent, ep.port)
+	f, st, err := forwardToAgent(ctx, ep.Client, ep.dialer, ep.Namespace, ep.Pod, ep.Agent, ep.port, nil)
 	if err != nil {
 		return err
 	}
@@ -242,6 +242,8 @@ func prepare(ctx context.Context, cl Cluster, cfg Config, args Args, r Reporter)
 		return nil, err
 	}
 
+	var dialer httpstream.Dialer
+	var ahead <-chan openedForward // the first forward, opened while the container starts
 	if agent, ok := inject.FindRunning(pod, container, debugImage, opts.Key); ok {
 		ep.Agent, ep.Reused = agent.Name, true
 		opts.Port = agent.Port
@@ -261,19 +263,25 @@ func prepare(ctx context.Context, cl Cluster, cfg Config, args Args, r Reporter)
 		if err := inject.Add(ctx, client, pod, inject.Container(ep.Agent, opts)); err != nil {
 			return nil, err
 		}
+		if dialer, err = cl.Dialer(ns, pod.Name); err != nil {
+			return nil, err
+		}
+		ahead = openForward(ctx, dialer, opts.Port)
 		r.Progress("waiting for the debugger container to start")
 		if err := inject.WaitRunning(ctx, client, ns, pod.Name, ep.Agent, 3*time.Minute); err != nil {
+			discardForward(ahead)
 			return nil, err
 		}
 	}
-
-	r.Progress("connecting to the debugger")
-	dialer, err := cl.Dialer(ns, pod.Name)
-	if err != nil {
-		return nil, err
+	if dialer == nil {
+		if dialer, err = cl.Dialer(ns, pod.Name); err != nil {
+			return nil, err
+		}
 	}
 	ep.dialer, ep.port = dialer, opts.Port
-	ep.Forward, ep.Status, err = forwardToAgent(ctx, client, dialer, ns, pod.Name, ep.Agent, opts.Port)
+
+	r.Progress("connecting to the debugger")
+	ep.Forward, ep.Status, err = forwardToAgent(ctx, client, dialer, ns, pod.Name, ep.Agent, opts.Port, ahead)
 	var exited *inject.AgentExitedError
 	if ep.Reused && errors.As(err, &exited) {
 		// It reached its idle TTL between being found and being reached.
@@ -486,36 +494,72 @@ func ReadImageConfig(ctx context.Context, client kubernetes.Interface, pod *core
 	return imageconfig.Read(ctx, ref, arch, secrets)
 }
 
-// forwardToAgent forwards the agent's port and reads its status. The agent
-// may not listen yet right after Running, and a forward to a port nobody
-// listens on ends the whole forward, so it retries with a fresh forward
-// until the agent answers, exits, or 30 s pass.
-func forwardToAgent(ctx context.Context, client kubernetes.Interface, dialer httpstream.Dialer, ns, pod, agent string, port int) (*forward.Forward, agentapi.Status, error) {
+// forwardToAgent forwards the agent's port and reads its status, trying
+// again until the agent answers (it listens moments after its container
+// runs), the container exits (an *inject.AgentExitedError), or 30 s pass.
+// A refused connection ends the whole of client-go's forward, so every try
+// after the first uses a forward opened while the one before was tried: a
+// retry costs a dial, not another upgrade through the API server. ahead,
+// if not nil, is the first try's forward, opened earlier by the caller.
+func forwardToAgent(ctx context.Context, client kubernetes.Interface, dialer httpstream.Dialer, ns, pod, agent string, port int, ahead <-chan openedForward) (*forward.Forward, agentapi.Status, error) {
 	deadline := time.Now().Add(30 * time.Second)
-	var lastErr error
+	pause := 10 * time.Millisecond
+	next := ahead
+	if next == nil {
+		next = openForward(ctx, dialer, port)
+	}
 	for {
-		f, err := forward.Start(ctx, dialer, 0, port)
-		if err == nil {
-			st, serr := readStatus(ctx, f.Addr())
+		o := <-next
+		next = openForward(ctx, dialer, port)
+		if o.err == nil {
+			st, serr := readStatus(ctx, o.f.Addr())
 			if serr == nil {
-				return f, st, nil
+				discardForward(next)
+				return o.f, st, nil
 			}
-			f.Close()
-			err = serr
+			o.f.Close()
+			o.err = serr
 		}
-		lastErr = err
-		if exitErr := inject.CheckAlive(ctx, client, ns, pod, agent); exitErr != nil {
+		if exitErr := inject.CheckAlive(ctx, client, ns, pod, agent); exitErr != nil { // while next opens
+			discardForward(next)
 			return nil, agentapi.Status{}, exitErr
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
+			discardForward(next)
 			return nil, agentapi.Status{}, fmt.Errorf("the debugger container %s in pod %s/%s does not answer on 127.0.0.1:%d (%v): its log says why: `kubectl logs -n %s %s -c %s`",
-				agent, ns, pod, port, lastErr, ns, pod, agent)
+				agent, ns, pod, port, o.err, ns, pod, agent)
 		}
-		select { // the agent listens within milliseconds of Running
+		select {
 		case <-ctx.Done():
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, 200*time.Millisecond)
 	}
+}
+
+// openedForward is a forward being opened by openForward.
+type openedForward struct {
+	f   *forward.Forward
+	err error
+}
+
+// openForward opens a forward to the pod's port in the background.
+func openForward(ctx context.Context, dialer httpstream.Dialer, port int) <-chan openedForward {
+	ch := make(chan openedForward, 1)
+	go func() {
+		f, err := forward.Start(ctx, dialer, 0, port)
+		ch <- openedForward{f, err}
+	}()
+	return ch
+}
+
+// discardForward closes a forward openForward is opening, once it is open.
+func discardForward(ch <-chan openedForward) {
+	go func() {
+		if o := <-ch; o.f != nil {
+			o.f.Close()
+		}
+	}()
 }
 
 // readStatus GETs the agent's status document through the forward.

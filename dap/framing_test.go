@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func TestReader(t *testing.T) {
@@ -89,7 +90,7 @@ func TestParseAndRenumber(t *testing.T) {
 	want := Message{Seq: 7, Type: "response", Command: "threads", RequestSeq: 3, Success: true}
 	m2 := *m
 	m2.Raw = nil
-	if diff := cmp.Diff(want, m2); diff != "" {
+	if diff := cmp.Diff(want, m2, cmpopts.IgnoreUnexported(Message{})); diff != "" {
 		t.Errorf("Parse (-want +got):\n%s", diff)
 	}
 	raw, err := m.Renumber(42, 9)
@@ -103,7 +104,18 @@ func TestParseAndRenumber(t *testing.T) {
 	if got.Seq != 42 || got.RequestSeq != 9 || string(got.Body()) != `{"threads":[{"id":1,"name":"main"}]}` {
 		t.Errorf("renumbered = %s", raw)
 	}
-	for _, bad := range []string{`[]`, `{"seq":1}`, `{"type":"bogus"}`, `not json`} {
+	// Every byte but the numbers is kept, whichever comes first.
+	m, _ = Parse([]byte(`{ "request_seq" : 3, "type":"response", "body":{"seq":1,"s":"a\"seq\":9"}, "seq": 7 }`))
+	if raw, _ := m.Renumber(42, 9); string(raw) != `{ "request_seq" : 9, "type":"response", "body":{"seq":1,"s":"a\"seq\":9"}, "seq": 42 }` {
+		t.Errorf("renumbered = %s", raw)
+	}
+	// A response without request_seq gets one.
+	m, _ = Parse([]byte(`{"seq":7,"type":"response","command":"x"}`))
+	if raw, _ := m.Renumber(1, 2); string(raw) != `{"command":"x","request_seq":2,"seq":1,"type":"response"}` {
+		t.Errorf("renumbered = %s", raw)
+	}
+	for _, bad := range []string{`[]`, `{"seq":1}`, `{"type":"bogus"}`, `not json`, `{"seq":1,"type":"event","x":tru}`,
+		`{"seq":1,"type":"event"} {}`, `{"seq":"1","type":"event"}`, `{"seq":1,"type":"event","x":[1,]}`, `{"seq":01,"type":"event"}`} {
 		if _, err := Parse([]byte(bad)); err == nil {
 			t.Errorf("Parse(%s) succeeded", bad)
 		}

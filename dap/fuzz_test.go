@@ -3,8 +3,10 @@ package dap_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,4 +61,49 @@ func FuzzServe(f *testing.F) {
 			t.Fatal("Serve did not end after the IDE's stream ended")
 		}
 	})
+}
+
+// FuzzEnvelope: Parse accepts exactly the JSON objects encoding/json does
+// (its one-pass scanner replaced json.Unmarshal), and Renumber keeps a
+// message JSON, with the new numbers and the same type and body (byte for
+// byte but for white space, which only a message lacking seq or
+// request_seq loses).
+// Seeds: testdata/fuzz/FuzzEnvelope.
+func FuzzEnvelope(f *testing.F) {
+	f.Add([]byte(`{"seq":7,"type":"response","request_seq":3,"success":true,"command":"threads","body":{"threads":[{"id":1,"name":"m\u00e9"}]}}`))
+	f.Add([]byte(`{"seq":1,"type":"event","event":"output","body":{"output":"a\"b\\c\n"}}`))
+	f.Add([]byte(` {"type":"request","seq":-1.5e3,"arguments":[null,true,false,{}]} `))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		m, err := dap.Parse(in)
+		var obj map[string]json.RawMessage
+		if err == nil && json.Unmarshal(in, &obj) != nil {
+			t.Fatalf("Parse accepted %q, which is not a JSON object", in)
+		}
+		if err != nil {
+			if json.Valid(in) && bytes.HasPrefix(bytes.TrimLeft(in, " \t\r\n"), []byte("{")) && strings.Contains(err.Error(), "not JSON") {
+				t.Fatalf("Parse refused %q, a JSON object: %v", in, err)
+			}
+			return
+		}
+		raw, err := m.Renumber(5, 6)
+		if err != nil {
+			t.Fatalf("Renumber(%q): %v", in, err)
+		}
+		again, err := dap.Parse(raw)
+		if err != nil {
+			t.Fatalf("renumbered %q is %q, which Parse refuses: %v", in, raw, err)
+		}
+		if again.Seq != 5 || (m.Type == "response" && again.RequestSeq != 6) || again.Type != m.Type || !bytes.Equal(compact(again.Body()), compact(m.Body())) {
+			t.Fatalf("renumbered %q is %q", in, raw)
+		}
+	})
+}
+
+// compact is b without insignificant white space (b if it is not JSON).
+func compact(b []byte) []byte {
+	var out bytes.Buffer
+	if json.Compact(&out, b) != nil {
+		return b
+	}
+	return out.Bytes()
 }

@@ -1,8 +1,10 @@
 package dap
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 )
 
 // Message is one DAP message: the envelope fields the proxy routes by, and
@@ -15,6 +17,9 @@ type Message struct {
 	RequestSeq int    `json:"request_seq,omitempty"`
 	Success    bool   `json:"success,omitempty"`
 	Raw        []byte `json:"-"`
+
+	env     envelope // where the envelope fields are in Raw, once scanned
+	scanned bool
 }
 
 // Parse decodes the envelope of a message. It fails only when raw is not a
@@ -22,9 +27,14 @@ type Message struct {
 // it does not know.
 func Parse(raw []byte) (*Message, error) {
 	m := &Message{Raw: raw}
-	if err := json.Unmarshal(raw, m); err != nil {
+	env, err := scanEnvelope(raw)
+	if err == nil {
+		err = decodeEnvelope(m, env)
+	}
+	if err != nil {
 		return nil, &ProtocolError{Reason: fmt.Sprintf("content is not a DAP message: %v", err)}
 	}
+	m.env, m.scanned = env, true
 	switch m.Type {
 	case "request", "response", "event":
 	default:
@@ -34,17 +44,39 @@ func Parse(raw []byte) (*Message, error) {
 }
 
 // Renumber returns the message with its seq (and, for a response, its
-// request_seq) replaced; every other field is kept byte for byte.
+// request_seq) replaced; every other byte is kept.
 func (m *Message) Renumber(seq, requestSeq int) ([]byte, error) {
+	if !m.scanned {
+		env, err := scanEnvelope(m.Raw)
+		if err != nil {
+			return nil, err
+		}
+		m.env, m.scanned = env, true
+	}
+	var rs *int
+	if m.Type == "response" {
+		rs = &requestSeq
+	}
+	if m.env.seq.to != 0 && (rs == nil || m.env.requestSeq.to != 0) {
+		return renumbered(m.Raw, m.env, seq, rs), nil
+	}
+	// A field to add: rare enough (kdap's own messages have both) to build
+	// the message again.
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(m.Raw, &fields); err != nil {
 		return nil, err
 	}
-	fields["seq"] = json.RawMessage(fmt.Sprint(seq))
-	if m.Type == "response" {
-		fields["request_seq"] = json.RawMessage(fmt.Sprint(requestSeq))
+	fields["seq"] = json.RawMessage(strconv.Itoa(seq))
+	if rs != nil {
+		fields["request_seq"] = json.RawMessage(strconv.Itoa(requestSeq))
 	}
-	return json.Marshal(fields)
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetEscapeHTML(false) // keep the values as they were written
+	if err := enc.Encode(fields); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(out.Bytes(), []byte("\n")), nil
 }
 
 // Arguments returns the raw "arguments" of a request (nil if absent).

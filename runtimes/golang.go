@@ -39,6 +39,7 @@ var Go = &Runtime{
 			"required": []any{"from", "to"},
 		}}}},
 	Inspect:         InspectGo,
+	ReadSources:     ReadGoSources,
 	AttachArguments: GoAttachArguments,
 	ConnectHint: func(*Target) string {
 		return `DAP: attach with "mode": "remote"; GoLand/dlv JSON-RPC: connect to the same address`
@@ -57,8 +58,9 @@ const goName = "go"
 const maxSources = 500
 
 // InspectGo reads what the agent needs from a running Go process: that it is
-// Go, that it has debug information, and where its sources were at build
-// time. The errors say what the user can do.
+// Go (its build information), its version and module, and that it has
+// debug information — from the ELF's section headers only; ReadGoSources
+// reads the sources out of that debug information.
 func InspectGo(pid int) (*Target, error) {
 	exePath := fmt.Sprintf("/proc/%d/exe", pid)
 	exe, err := os.Readlink(exePath)
@@ -76,12 +78,26 @@ func InspectGo(pid int) (*Target, error) {
 		return nil, fmt.Errorf("reading %s: %w", exe, err)
 	}
 	defer f.Close()
-	d, err := f.DWARF()
-	if err != nil {
+	if f.Section(".debug_info") == nil && f.Section(".zdebug_info") == nil {
 		return nil, fmt.Errorf("target %s (pid %d) has no debug information: it was built with -ldflags=\"-s -w\" or stripped; rebuild it without -s -w (and for the best debugging with -gcflags=all=\"-N -l\") to debug it", exe, pid)
 	}
-	t.Sources = goSources(d, info.Main.Path)
 	return t, nil
+}
+
+// ReadGoSources fills t.Sources from the DWARF line tables of the running
+// process's binary.
+func ReadGoSources(t *Target) error {
+	f, err := elf.Open(fmt.Sprintf("/proc/%d/exe", t.PID))
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", t.Exe, err)
+	}
+	defer f.Close()
+	d, err := f.DWARF()
+	if err != nil {
+		return fmt.Errorf("reading the debug information of %s: %w", t.Exe, err)
+	}
+	t.Sources = goSources(d, t.Module)
+	return nil
 }
 
 // goSources lists the files of the main package and the main module's

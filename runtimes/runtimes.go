@@ -49,6 +49,10 @@ type Runtime struct {
 	// Inspect recognises a running target (in the agent); an error of type
 	// *NotThisRuntimeError means the process belongs to another runtime.
 	Inspect func(pid int) (*Target, error)
+	// ReadSources, if set, fills the Target's Sources where Inspect leaves
+	// them out because reading them is slow (Go: decompressing the DWARF,
+	// ≈ 60 ms): the agent runs it while the debugger attaches.
+	ReadSources func(t *Target) error
 	// AttachArguments turns the IDE's attach arguments into the debugger's:
 	// kdap's own keys dropped, the user's debugger options kept, and a path
 	// mapping — the user's if given, else one worked out from the target's

@@ -113,6 +113,12 @@ func TestInspectGo(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if got.Sources != nil {
+			t.Errorf("InspectGo read the sources (%d): ReadGoSources does, while Delve attaches", len(got.Sources))
+		}
+		if err := ReadGoSources(got); err != nil {
+			t.Fatal(err)
+		}
 		if got.Runtime != "go" || !strings.HasPrefix(got.Version, "go1.") || got.Module != "github.com/kdap/kdap" {
 			t.Errorf("InspectGo = %+v", got)
 		}
@@ -122,6 +128,9 @@ func TestInspectGo(t *testing.T) {
 	})
 	t.Run("Go built with -trimpath records module paths", func(t *testing.T) {
 		got, err := InspectGo(start(build("trim", "-trimpath"), "-listen", "127.0.0.1:0"))
+		if err == nil {
+			err = ReadGoSources(got)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
