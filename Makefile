@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build demo test deps unit vscode-unit vsix e2e bench lint generate images release release-check cluster-up cluster-down e2e-clean clean
+.PHONY: all build demo test deps unit vscode-unit vsix e2e bench bench-sessions lint generate images release release-check cluster-up cluster-down e2e-clean clean
 
 all: build
 
@@ -78,6 +78,14 @@ e2e:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 300x ./test/bench/
 	$(GO) test -tags e2e -run '^$$' -bench 'AttachLatency|RelayThroughPortForward|Diagnostics|Snapshots' -benchtime 5x -timeout 25m ./test/e2e/
+	$(GO) test -tags e2e -run '^$$' -bench 'ManySessions' -benchtime 1x -timeout 15m ./test/e2e/ -args -sessions=4
+
+## bench-sessions: BenchmarkManySessions at a team's size: SESSIONS (50)
+## pods, Go and Python, debugged at once through one kdap dap (make bench
+## runs it with 4)
+SESSIONS ?= 50
+bench-sessions:
+	$(GO) test -tags e2e -run '^$$' -bench 'ManySessions' -benchtime 1x -timeout 60m ./test/e2e/ -args -sessions=$(SESSIONS)
 
 cluster-up:
 	$(GO) run ./test/cluster up

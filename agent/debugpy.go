@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -217,8 +218,16 @@ func runGDB(ctx context.Context, gdb string, pid int, script string, timeout tim
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = time.Minute // only a gdb that ignores SIGINT that long is killed
-	return cmd.CombinedOutput()
+	out, err := cmd.CombinedOutput()
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("%w (%s): %w", errGDBTimedOut, timeout, err)
+	}
+	return out, err
 }
+
+// errGDBTimedOut is a gdb whose call in the target did not return in time
+// and was interrupted (the target's state restored).
+var errGDBTimedOut = errors.New("gdb's call in the target did not return in time")
 
 // injectionError explains a failed injection from gdb's output.
 func injectionError(pid int, out string, gdbErr error) error {

@@ -102,7 +102,10 @@ func TestGDBNeverLeavesTheTargetInACall(t *testing.T) {
 	waitExec(t, pid, "/sleep")
 
 	start := time.Now()
-	out, _ := runGDB(context.Background(), gdb, pid, "call (unsigned int)sleep(600)\n", 2*time.Second)
+	out, err := runGDB(context.Background(), gdb, pid, "call (unsigned int)sleep(600)\n", 2*time.Second)
+	if !errors.Is(err, errGDBTimedOut) {
+		t.Errorf("runGDB past its timeout = %v, want errGDBTimedOut (the diagnostics retry on it)", err)
+	}
 	if took := time.Since(start); took > 30*time.Second {
 		t.Errorf("gdb returned %s after its 2s timeout", took)
 	}

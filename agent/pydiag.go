@@ -170,7 +170,19 @@ func (d *debugpy) runInTarget(ctx context.Context, name string, program func(out
 	out := path.Join(dir, fmt.Sprintf("%s-%d", name, time.Now().UnixNano()))
 	local = fmt.Sprintf("/proc/%d/root%s", d.target.PID, out)
 	start := time.Now()
-	gdbOut, gdbErr := runGDB(ctx, d.gdb, d.target.PID, runtimes.GDBInjectScript(dir, runtimes.PythonExec(program(out))), 60*time.Second)
+	script := runtimes.GDBInjectScript(dir, runtimes.PythonExec(program(out)))
+	gdbOut, gdbErr := runGDB(ctx, d.gdb, d.target.PID, script, 15*time.Second)
+	if errors.Is(gdbErr, errGDBTimedOut) {
+		// Seen once in CI with a request spinning in the target: the call
+		// never returned (gdb had stopped the thread it calls on where it
+		// held a lock the call needs, it seems). gdb restored that thread;
+		// a second try stops it somewhere else.
+		for _, line := range strings.Split(strings.TrimSpace(string(gdbOut)), "\n") {
+			fmt.Fprintln(d.log, "gdb:", line)
+		}
+		fmt.Fprintf(d.log, "kdap-agent: %v; trying once more\n", gdbErr)
+		gdbOut, gdbErr = runGDB(ctx, d.gdb, d.target.PID, script, 60*time.Second)
+	}
 	stopped = time.Since(start)
 	for _, line := range strings.Split(strings.TrimSpace(string(gdbOut)), "\n") {
 		fmt.Fprintln(d.log, "gdb:", line)

@@ -215,6 +215,26 @@ func Decode(t testing.TB, m *dap.Message, v any) {
 	}
 }
 
+// Verified reports whether a setBreakpoints response holds breakpoints and
+// every one is verified, however the debugger spaced its JSON (kdap relays
+// it byte for byte).
+func Verified(m *dap.Message) bool {
+	var body struct {
+		Breakpoints []struct {
+			Verified bool `json:"verified"`
+		} `json:"breakpoints"`
+	}
+	if json.Unmarshal(m.Body(), &body) != nil || len(body.Breakpoints) == 0 {
+		return false
+	}
+	for _, bp := range body.Breakpoints {
+		if !bp.Verified {
+			return false
+		}
+	}
+	return true
+}
+
 // Recent returns the last 20 messages the client has read, raw.
 func (c *Client) Recent() []string {
 	c.mu.Lock()

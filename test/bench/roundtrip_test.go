@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
@@ -36,7 +35,7 @@ func (p roundTrip) run(b *testing.B) {
 	defer cleanup()
 	c.Timeout = time.Minute
 	bp := c.ExpectResponse(b, c.Send("setBreakpoints", p.sources))
-	if !strings.Contains(string(bp.Raw), `"verified":true`) {
+	if !daptest.Verified(bp) {
 		b.Fatalf("%s: breakpoint not verified: %s", p.name, bp.Raw)
 	}
 	go p.stop()

@@ -203,7 +203,7 @@ func sessionLatency(b *testing.B, pod, ns, root, file string, line int, runtime 
 		return m.Type == "response" && m.RequestSeq == bpSeq
 	})
 	took := time.Since(start)
-	if !strings.Contains(string(bp.Raw), `"verified":true`) {
+	if !daptest.Verified(bp) {
 		b.Fatalf("reused agent: breakpoint not verified: %s", bp.Raw)
 	}
 	pending := []int{c.Send("configurationDone", nil)}

@@ -111,7 +111,7 @@ func TestJavaDebugThroughKdapDap(t *testing.T) {
 			c := attachSessionWith(t, k, map[string]any{"target": "pod/shop", "namespace": ns, "localRoot": src.root}, src.server, lambda)
 			bp := c.ExpectResponse(t, c.Send("setBreakpoints", godap.SetBreakpointsArguments{Source: godap.Source{Path: src.pricing},
 				Breakpoints: []godap.SourceBreakpoint{{Line: sum, Condition: "items > 2 && this.unit == 7"}}}))
-			if !strings.Contains(string(bp.Raw), `"verified":true`) {
+			if !daptest.Verified(bp) {
 				t.Errorf("conditional breakpoint in the nested class: %s", bp.Raw)
 			}
 

@@ -33,7 +33,7 @@ type kdapProcess struct {
 
 // startKdap runs the kdap binary as `kdap dap --listen 127.0.0.1:0` against
 // the test cluster and waits for its ready line.
-func startKdap(t *testing.T, extra ...string) *kdapProcess {
+func startKdap(t testing.TB, extra ...string) *kdapProcess {
 	t.Helper()
 	args := []string{"dap", "--listen", "127.0.0.1:0", "--kubeconfig", env.cluster.Kubeconfig(), "--agent-ttl", "10m",
 		"--image-repository", env.images} // kdap's default images, in the suite's registry
@@ -78,7 +78,7 @@ func startKdap(t *testing.T, extra ...string) *kdapProcess {
 }
 
 // connect opens a DAP client on kdap.
-func (k *kdapProcess) connect(t *testing.T) *daptest.Client {
+func (k *kdapProcess) connect(t testing.TB) *daptest.Client {
 	t.Helper()
 	network, addr := "tcp", k.addr
 	if path, ok := strings.CutPrefix(k.addr, "unix:"); ok {
@@ -95,7 +95,7 @@ func (k *kdapProcess) connect(t *testing.T) *daptest.Client {
 }
 
 type testWriter struct {
-	t      *testing.T
+	t      testing.TB
 	prefix string
 }
 
@@ -186,7 +186,7 @@ func attachSessionInit(t *testing.T, k *kdapProcess, init godap.InitializeReques
 }
 
 // expectStop waits for a breakpoint stop and checks the top frame.
-func expectStop(t *testing.T, c *daptest.Client, file string, line int) (threadID, frameID int) {
+func expectStop(t testing.TB, c *daptest.Client, file string, line int) (threadID, frameID int) {
 	t.Helper()
 	stopped := c.Expect(t, "stopped at the breakpoint", func(m *dap.Message) bool {
 		var ev struct {
@@ -233,7 +233,7 @@ func locals(t *testing.T, c *daptest.Client, frameID int) map[string]string {
 
 // serviceForward forwards to the fixture's HTTP port (the Go and Python
 // services': 8080).
-func serviceForward(t *testing.T, ns, pod string) string {
+func serviceForward(t testing.TB, ns, pod string) string {
 	t.Helper()
 	return podForward(t, ns, pod, fixtures.GoHTTPPort)
 }
@@ -269,7 +269,7 @@ func fetchAsync(client *http.Client, u string) <-chan string {
 	return ch
 }
 
-func expectReply(t *testing.T, ch <-chan string, want string, within time.Duration) time.Duration {
+func expectReply(t testing.TB, ch <-chan string, want string, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	select {

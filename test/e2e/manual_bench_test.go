@@ -113,7 +113,7 @@ func startManualGo(b *testing.B, ns, pod, file string, line int) *manualSession 
 		return m.Type == "response" && m.RequestSeq == bpSeq
 	})
 	verified := time.Now()
-	if !strings.Contains(string(bp.Raw), `"verified":true`) {
+	if !daptest.Verified(bp) {
 		b.Fatalf("manual path: breakpoint not verified: %s", bp.Raw)
 	}
 	pending := []int{c.Send("configurationDone", nil)}

@@ -398,7 +398,7 @@ func TestKdapAttachNodeWithADAPClient(t *testing.T) {
 	c.ExpectEvent(t, "initialized")
 	bp := c.Send("setBreakpoints", godap.SetBreakpointsArguments{Source: godap.Source{Path: file}, Breakpoints: []godap.SourceBreakpoint{{Line: line}}})
 	got := c.ExpectResponses(t, attach, bp, c.Send("configurationDone", nil))
-	if !strings.Contains(string(got[bp].Raw), `"verified":true`) {
+	if !daptest.Verified(got[bp]) {
 		t.Errorf("breakpoint not verified: %s", got[bp].Raw)
 	}
 	reply := getAsync(fmt.Sprintf("http://%s/quote?items=2", svc))

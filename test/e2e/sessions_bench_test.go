@@ -1,0 +1,231 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	godap "github.com/google/go-dap"
+
+	"github.com/kdap/kdap/dap"
+	"github.com/kdap/kdap/dap/daptest"
+	"github.com/kdap/kdap/test/fixtures"
+)
+
+// sessionsFlag is how many sessions BenchmarkManySessions holds at once:
+// CI runs a few; the team-sized run is
+// `go test -tags e2e -run '^$' -bench ManySessions -benchtime 1x ./test/e2e/ -args -sessions=50`.
+var sessionsFlag = flag.Int("sessions", 4, "sessions BenchmarkManySessions holds at once through one kdap dap")
+
+// inspectRounds is how many stackTrace, scopes and variables requests each
+// session sends while stopped.
+const inspectRounds = 20
+
+// BenchmarkManySessions holds -sessions sessions at once through one `kdap
+// dap` process (the real binary), on as many fresh pods, Go and Python
+// alternating. Each session in turn is stopped at a breakpoint and
+// inspected while all the others stay attached, and the same is done first
+// with one session alone. It prints kdap's resident memory, the request
+// latency p50/p99 beside the single session's, the attach of one more Go
+// session beside the first attach on the idle kdap, and each debugger
+// container's memory (agent and debugger, read from the node's /proc).
+// Each run is one such round, whatever b.N: run it with -benchtime 1x.
+func BenchmarkManySessions(b *testing.B) {
+	n := *sessionsFlag
+	ns := newNamespace(b, nil)
+	goRoot, mainGo := localCopy(b)
+	goLine := lineOf(b, mainGo, "message := fmt.Sprintf")
+	pyRoot, pricing := pyLocalCopy(b)
+	pyLine := lineOf(b, pricing, "total = items * unit")
+	type target struct {
+		pod, runtime, root, file, svc, url, reply string
+		line                                      int
+		c                                         *daptest.Client
+	}
+	newTarget := func(i int, runtime string) *target {
+		t := &target{pod: fmt.Sprintf("s-%d", i), runtime: "go", root: goRoot, file: mainGo, line: goLine,
+			url: "/hello?name=s" + strconv.Itoa(i), reply: "hello, s" + strconv.Itoa(i)}
+		image := fixtures.GoHTTPImage
+		if runtime == "python" {
+			t.runtime, t.root, t.file, t.line, image = "python", pyRoot, pricing, pyLine, fixtures.PyHTTPImage
+			t.url, t.reply = "/quote?items=3", "total: 21"
+		}
+		createPod(b, ns, t.pod, image)
+		t.svc = serviceForward(b, ns, t.pod)
+		return t
+	}
+	start := time.Now()
+	targets := make([]*target, n+1) // the last: one more Go session, onto the busy kdap
+	for i := range targets {
+		runtime := "go"
+		if i%2 == 1 && i < n {
+			runtime = "python"
+		}
+		targets[i] = newTarget(i, runtime)
+	}
+	fmt.Printf("many sessions: %d pods Running in %s\n", n+1, time.Since(start).Round(time.Second))
+	time.Sleep(2 * time.Second)
+
+	k := startKdap(b)
+	attach := func(t *target) time.Duration {
+		t.c = k.connect(b)
+		t.c.ExpectResponse(b, t.c.Send("initialize", godap.InitializeRequestArguments{AdapterID: "kdap", LinesStartAt1: true, ColumnsStartAt1: true, PathFormat: "path"}))
+		start := time.Now()
+		attachSeq := t.c.Send("attach", map[string]any{"target": t.pod, "namespace": ns, "localRoot": t.root, "runtime": t.runtime})
+		t.c.ExpectEvent(b, "initialized")
+		bpSeq := t.c.Send("setBreakpoints", godap.SetBreakpointsArguments{Source: godap.Source{Path: t.file}, Breakpoints: []godap.SourceBreakpoint{{Line: t.line}}})
+		attached := false
+		bp := t.c.Expect(b, t.pod+": setBreakpoints response", func(m *dap.Message) bool {
+			attached = attached || (m.Type == "response" && m.RequestSeq == attachSeq)
+			return m.Type == "response" && m.RequestSeq == bpSeq
+		})
+		took := time.Since(start)
+		if !daptest.Verified(bp) {
+			b.Fatalf("%s: breakpoint not verified: %s", t.pod, bp.Raw)
+		}
+		pending := []int{t.c.Send("configurationDone", nil)}
+		if !attached {
+			pending = append(pending, attachSeq)
+		}
+		t.c.ExpectResponses(b, pending...)
+		return took
+	}
+	took := map[string][]time.Duration{} // request latencies, by "single go", "many python", …
+	inspect := func(t *target, as string) {
+		reply := getAsync("http://" + t.svc + t.url)
+		thread, frame := expectStop(b, t.c, t.file, t.line)
+		for range inspectRounds {
+			for _, req := range []struct {
+				command string
+				args    any
+			}{
+				{"stackTrace", godap.StackTraceArguments{ThreadId: thread, Levels: 20}},
+				{"scopes", godap.ScopesArguments{FrameId: frame}},
+				{"threads", nil},
+			} {
+				start := time.Now()
+				t.c.ExpectResponse(b, t.c.Send(req.command, req.args))
+				took[as+" "+t.runtime] = append(took[as+" "+t.runtime], time.Since(start))
+			}
+		}
+		t.c.ExpectResponse(b, t.c.Send("continue", godap.ContinueArguments{ThreadId: thread}))
+		expectReply(b, reply, t.reply, 10*time.Second)
+	}
+	detach := func(t *target) {
+		t.c.ExpectAnyResponse(b, t.c.Send("disconnect", godap.DisconnectArguments{}))
+		t.c.Close()
+	}
+
+	b.ResetTimer()
+	idle := attach(targets[0]) // a fresh Go pod, nothing else attached
+	inspect(targets[0], "single")
+	detach(targets[0])
+	if n > 1 { // a Python session alone, for Python's reference
+		attach(targets[1])
+		inspect(targets[1], "single")
+		detach(targets[1])
+	}
+	for _, t := range targets[:n] {
+		attach(t)
+	}
+	for _, t := range targets[:n] {
+		inspect(t, "many")
+	}
+	busy := attach(targets[n]) // a fresh Go pod, n sessions attached
+	b.StopTimer()
+
+	rss, hwm, err := procMemory(k.cmd.Process.Pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fmt.Printf("many sessions (%d at once through one kdap dap, Go and Python alternating, %d requests each while stopped):\n", n, 3*inspectRounds)
+	fmt.Printf("  kdap's memory: %d MB resident, %d MB at most (goal ≤ 100 MB)\n", rss>>20, hwm>>20)
+	for _, rt := range []string{"go", "python"} {
+		single, many := took["single "+rt], took["many "+rt]
+		if len(single) == 0 || len(many) == 0 {
+			continue
+		}
+		s50, s99, m50, m99 := percentile(single, 50), percentile(single, 99), percentile(many, 50), percentile(many, 99)
+		fmt.Printf("  %s requests: one session alone p50 %.2f ms p99 %.2f ms; with %d attached p50 %.2f ms p99 %.2f ms: p99 %.2f× (goal ≤ 1.2×)\n",
+			rt, ms(s50), ms(s99), n, ms(m50), ms(m99), float64(m99)/float64(s99))
+		b.ReportMetric(float64(m99)/float64(s99), rt+"-p99-ratio")
+	}
+	fmt.Printf("  attach → breakpoint verified (Go): on the idle kdap %s, with %d attached %s: %.2f× (goal ≤ 1.5×)\n",
+		idle.Round(time.Millisecond), n, busy.Round(time.Millisecond), float64(busy)/float64(idle))
+	agents := map[string][]int64{}
+	for _, t := range targets {
+		if mem := agentMemory(b, ns, t.pod); mem > 0 {
+			agents[t.runtime] = append(agents[t.runtime], mem)
+		}
+	}
+	for _, rt := range []string{"go", "python"} {
+		if m := agents[rt]; len(m) > 0 {
+			slices.Sort(m)
+			fmt.Printf("  debugger container's memory, %s (agent and debugger, %d pods): median %d MB, most %d MB\n", rt, len(m), m[len(m)/2]>>20, m[len(m)-1]>>20)
+		}
+	}
+	b.ReportMetric(float64(hwm>>20), "kdap-MB")
+	b.ReportMetric(float64(busy)/float64(idle), "busy-attach-ratio")
+	for _, t := range targets {
+		detach(t)
+	}
+}
+
+// procMemory is a process's resident memory now and at its peak (VmRSS,
+// VmHWM), in bytes.
+func procMemory(pid int) (rss, hwm int64, err error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb << 10
+		case "VmHWM:":
+			hwm = kb << 10
+		}
+	}
+	return rss, hwm, nil
+}
+
+// agentMemory is the resident memory of every process in pod's running
+// debugger container, found on this node by the container's ID in their
+// cgroup (the test node is this machine); 0 if it has none.
+func agentMemory(b testing.TB, ns, pod string) int64 {
+	var id string
+	for _, st := range getPod(b, ns, pod).Status.EphemeralContainerStatuses {
+		if st.State.Running != nil {
+			_, id, _ = strings.Cut(st.ContainerID, "://")
+		}
+	}
+	if id == "" {
+		return 0
+	}
+	cgroups, _ := filepath.Glob("/proc/[0-9]*/cgroup")
+	var total int64
+	for _, f := range cgroups {
+		raw, err := os.ReadFile(f)
+		if err != nil || !strings.Contains(string(raw), id) {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		if rss, _, err := procMemory(pid); err == nil {
+			total += rss
+		}
+	}
+	return total
+}
