@@ -497,10 +497,10 @@ func ReadImageConfig(ctx context.Context, client kubernetes.Interface, pod *core
 // forwardToAgent forwards the agent's port and reads its status, trying
 // again until the agent answers (it listens moments after its container
 // runs), the container exits (an *inject.AgentExitedError), or 30 s pass.
-// A refused connection ends the whole of client-go's forward, so every try
-// after the first uses a forward opened while the one before was tried: a
-// retry costs a dial, not another upgrade through the API server. ahead,
-// if not nil, is the first try's forward, opened earlier by the caller.
+// A refused connection ends the whole of client-go's forward, so each
+// retry opens a new one, while kdap checks that the container still runs.
+// ahead, if not nil, is the first try's forward, opened earlier by the
+// caller (while the container started).
 func forwardToAgent(ctx context.Context, client kubernetes.Interface, dialer httpstream.Dialer, ns, pod, agent string, port int, ahead <-chan openedForward) (*forward.Forward, agentapi.Status, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	pause := 10 * time.Millisecond
@@ -510,16 +510,15 @@ func forwardToAgent(ctx context.Context, client kubernetes.Interface, dialer htt
 	}
 	for {
 		o := <-next
-		next = openForward(ctx, dialer, port)
 		if o.err == nil {
 			st, serr := readStatus(ctx, o.f.Addr())
 			if serr == nil {
-				discardForward(next)
 				return o.f, st, nil
 			}
 			o.f.Close()
 			o.err = serr
 		}
+		next = openForward(ctx, dialer, port)
 		if exitErr := inject.CheckAlive(ctx, client, ns, pod, agent); exitErr != nil { // while next opens
 			discardForward(next)
 			return nil, agentapi.Status{}, exitErr
