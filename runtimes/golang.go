@@ -61,7 +61,7 @@ const maxSources = 500
 // InspectGo reads what the agent needs from a running Go process: that it is
 // Go (its build information), its version and module, and that it has
 // debug information — from the ELF's section headers only; ReadGoSources
-// reads the sources out of that debug information.
+// lists its sources. The errors say what the user can do.
 func InspectGo(pid int) (*Target, error) {
 	exePath := fmt.Sprintf("/proc/%d/exe", pid)
 	exe, err := os.Readlink(exePath)
