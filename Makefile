@@ -73,8 +73,9 @@ e2e:
 
 ## bench: DAP round trips through kdap vs straight to the same Delve (over
 ## loopback, and through the local cluster's port-forward), the attach
-## latency breakdown beside the manual path's, and what kdap's diagnostics
-## cost a serving target (pause per dump, latency while profiling)
+## latency breakdown beside the manual path's, what kdap's diagnostics
+## cost a serving target (pause per dump, latency while profiling), and 4
+## sessions held at once through one kdap dap
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 300x ./test/bench/
 	$(GO) test -tags e2e -run '^$$' -bench 'AttachLatency|RelayThroughPortForward|Diagnostics|Snapshots' -benchtime 5x -timeout 25m ./test/e2e/

@@ -159,7 +159,7 @@ func delveStop(t *testing.T, addr, svc, name string) (net.Conn, *rpc2.RPCClient,
 	}
 	t.Cleanup(func() { conn.Close() })
 	// net/rpc calls wait for ever: a deadline turns a debugger that never
-	// answers into a failed call (the deadline is lifted once stopped).
+	// answers into a failed call (renewed for the caller once stopped).
 	conn.SetDeadline(time.Now().Add(time.Minute))
 	client := rpc2.NewClientFromConn(conn)
 	if _, err := client.Halt(); err != nil { // Delve changes breakpoints only while halted
