@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/rpc"
+	"net/rpc/jsonrpc"
 	"os"
 	"os/exec"
 	"time"
 
+	"github.com/go-delve/delve/service/api"
 	"github.com/go-delve/delve/service/rpc2"
 
 	"github.com/kdap/kdap/runtimes"
@@ -90,24 +93,37 @@ func (d *delve) ensure(ctx context.Context, logf func(string, ...any)) (addr str
 // client's next request (a breakpoint) would wait behind the continue for
 // ever — seen in CI as a JSON-RPC client and a bench's setBreakpoints that
 // never got an answer.
+//
+// The state request that tells it goes on the continue's own connection,
+// written after the continue: Delve reads a connection's next request only
+// once the call before it has resumed the target (or returned), and by then
+// it reports the target running without waiting on it. On another
+// connection the same request can block until the continue ends: Delve's
+// Command takes the target's lock before it marks the target running, and
+// its State takes that lock when the mark is not yet there (v1.27.2,
+// service/debugger/debugger.go) — seen in CI under the race detector.
 func resume(addr string) error {
 	conn, err := dialServer(addr, 5*time.Second)
 	if err != nil {
 		return err
 	}
-	states := rpc2.NewClientFromConn(conn).Continue()
+	c := jsonrpc.NewClient(conn)
+	// Go writes the request before it returns: the continue is first on the wire.
+	cont := c.Go("RPCServer.Command", api.DebuggerCommand{Name: api.Continue}, new(rpc2.CommandOut), make(chan *rpc.Call, 1))
 	go func() {
-		for range states {
-		}
-		conn.Close()
+		<-cont.Done
+		c.Close()
 	}()
-	probe, err := dialServer(addr, 5*time.Second)
-	if err != nil {
-		return err
+	state := c.Go("RPCServer.State", rpc2.StateIn{NonBlocking: true}, new(rpc2.StateOut), make(chan *rpc.Call, 1))
+	select {
+	case <-state.Done:
+		if state.Error != nil {
+			return fmt.Errorf("asking Delve whether the target runs: %w", state.Error)
+		}
+		return nil
+	case <-time.After(5 * time.Second):
+		return errDelveSilent
 	}
-	c := rpc2.NewClientFromConn(probe)
-	defer c.Disconnect(false)
-	return waitRunning(c, 5*time.Second)
 }
 
 // client connects a JSON-RPC client to the running Delve (nil if none).

@@ -92,8 +92,9 @@ func (d *delve) halted(ctx context.Context, logf func(string, ...any), read func
 	readErr := read(c)
 	if err := resume(addr); err != nil { // returns once the target runs: the next one finds it so
 		if errors.Is(err, errDelveSilent) && !tracingStopped(d.pid) {
-			// Seen once after a core dump: Delve stopped answering, but the
-			// target had been resumed. What was read stands.
+			// Seen once after a core dump, when resume still asked on a
+			// connection of its own (see resume): Delve did not answer, but
+			// the target had been resumed. What was read stands.
 			logf("%v after resuming the target; %s", err, d.targetState())
 			return attach + time.Since(start), readErr
 		}
@@ -149,22 +150,6 @@ func (d *delve) targetState() string {
 		return fmt.Sprintf("pid %d is stopped by Delve", d.pid)
 	}
 	return fmt.Sprintf("pid %d runs on (none of its threads is stopped by a tracer)", d.pid)
-}
-
-// waitRunning waits until Delve reports the target running.
-func waitRunning(c *rpc2.RPCClient, within time.Duration) error {
-	for deadline := time.Now().Add(within); ; time.Sleep(5 * time.Millisecond) {
-		state, err := stateWithin(c, 5*time.Second)
-		if err != nil {
-			return err
-		}
-		if state.Running || state.Exited {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the target did not run again within %s of Delve's attach", within)
-		}
-	}
 }
 
 // goroutineStack is one goroutine of a stack dump, as kdap dump --format
