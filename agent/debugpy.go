@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/kdap/kdap/internal/lines"
 	"github.com/kdap/kdap/runtimes"
 )
@@ -89,13 +91,18 @@ func (d *debugpy) state() string {
 	return "running"
 }
 
-// connect dials the debugger, starting it if needed.
+// connect dials the debugger's adapter, injecting it if needed. The adapter
+// writes with Nagle on: the connection acknowledges every read at once.
 func (d *debugpy) connect(ctx context.Context, logf func(string, ...any)) (net.Conn, error) {
 	addr, err := d.ensure(ctx, logf)
 	if err != nil {
 		return nil, err
 	}
-	return net.Dial("tcp", addr)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return quickAckConn{c}, nil
 }
 
 // prepare injects debugpy into the target now (ensure).
@@ -292,9 +299,13 @@ func (d *debugpy) copyToTarget() (string, error) {
 }
 
 // copyTree copies the regular files and directories under src to dst,
-// owned by uid:gid, skipping bytecode caches.
+// owned by uid:gid, with their modification times: the image's bytecode
+// caches are valid for sources of the time they have there. Files are
+// copied four at a time (≈ 300 of them, 6 MB, on the first attach's path).
 func copyTree(src, dst string, uid, gid int) error {
-	return filepath.WalkDir(src, func(p string, e fs.DirEntry, err error) error {
+	var g errgroup.Group
+	g.SetLimit(4)
+	err := filepath.WalkDir(src, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -304,20 +315,24 @@ func copyTree(src, dst string, uid, gid int) error {
 		if err != nil {
 			return err
 		}
-		switch {
-		case info.IsDir() && e.Name() == "__pycache__":
-			return filepath.SkipDir
-		case info.IsDir():
+		if info.IsDir() { // before the files in it: the walk is in order
 			if err := os.MkdirAll(target, 0o755); err != nil {
 				return err
 			}
-		default:
+			return os.Lchown(target, uid, gid)
+		}
+		g.Go(func() error {
 			if err := copyFile(p, target, info.Mode().Perm()); err != nil {
 				return err
 			}
-		}
-		return os.Lchown(target, uid, gid)
+			if err := os.Chtimes(target, info.ModTime(), info.ModTime()); err != nil {
+				return err
+			}
+			return os.Lchown(target, uid, gid)
+		})
+		return nil
 	})
+	return errors.Join(err, g.Wait())
 }
 
 func copyFile(src, dst string, mode os.FileMode) error {

@@ -64,6 +64,7 @@ func TestCopyTreeAndTreeHash(t *testing.T) {
 	os.MkdirAll(filepath.Join(src, "debugpy", "__pycache__"), 0o755)
 	os.WriteFile(filepath.Join(src, "debugpy", "__init__.py"), []byte("x"), 0o644)
 	os.WriteFile(filepath.Join(src, "debugpy", "__pycache__", "a.pyc"), []byte("c"), 0o644)
+	os.Chtimes(filepath.Join(src, "debugpy", "__init__.py"), time.Unix(0, 0), time.Unix(0, 0)) // the image's time
 	h1, err := treeHash(src)
 	if err != nil {
 		t.Fatal(err)
@@ -75,8 +76,11 @@ func TestCopyTreeAndTreeHash(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dst, "debugpy", "__init__.py")); err != nil || string(b) != "x" {
 		t.Errorf("copied file: %q, %v", b, err)
 	}
-	if _, err := os.Stat(filepath.Join(dst, "debugpy", "__pycache__")); err == nil {
-		t.Error("bytecode caches were copied")
+	if b, err := os.ReadFile(filepath.Join(dst, "debugpy", "__pycache__", "a.pyc")); err != nil || string(b) != "c" {
+		t.Errorf("the image's bytecode cache was not copied: %q, %v", b, err)
+	}
+	if st, err := os.Stat(filepath.Join(dst, "debugpy", "__init__.py")); err != nil || st.ModTime().Unix() != 0 {
+		t.Errorf("the source's time was not kept (a pyc is valid only for its source's time): %v, %v", st.ModTime(), err)
 	}
 	os.WriteFile(filepath.Join(src, "debugpy", "new.py"), nil, 0o644)
 	if h2, _ := treeHash(src); h2 == h1 {

@@ -271,22 +271,6 @@ func quickCopy(dst, src net.Conn) {
 	}
 }
 
-// quickAck sets TCP_QUICKACK, which the kernel clears again after a while:
-// it is set after every read.
-func quickAck(c net.Conn) {
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return
-	}
-	raw, err := tc.SyscallConn()
-	if err != nil {
-		return
-	}
-	raw.Control(func(fd uintptr) {
-		syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_QUICKACK, 1)
-	})
-}
-
 // end stops the relay and, unless the target opened its inspector itself,
 // closes the inspector (close). The target runs on: an inspector session
 // that ends resumes a paused target.

@@ -239,6 +239,12 @@ const DebugpyAttachSO = "debugpy/_vendored/pydevd/pydevd_attach_to_process/attac
 // in a namespace of its own, with a failure's traceback written to
 // DebugpyErrorFile(dir, port). gdb passes the statement in a C string: it is
 // a byte list, with no quotes.
+//
+// It then sets TCP_NODELAY on pydevd's connection to the adapter: pydevd
+// sends a message's header and body in two writes, and with Nagle on, the
+// body waits for the adapter's delayed ACK — ≈ 40 ms on every message the
+// target sends (measured with debugpy 1.6.6: each request 44 ms). Where a
+// debugpy keeps that socket elsewhere, nothing is set and nothing fails.
 func DebugpyInjectCode(dir string, port int) string {
 	setup, _ := json.Marshal(map[string]any{
 		"mode": "listen", "address": []any{"127.0.0.1", port}, "wait_for_client": false,
@@ -253,6 +259,12 @@ try:
 except BaseException:
     with open(%q, "w") as f:
         traceback.print_exc(file=f)
+else:
+    try:
+        import socket
+        sys.modules["pydevd"].get_global_debugger().writer.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except Exception:
+        pass
 `, path.Join(dir, "debugpy", "server"), setup, DebugpyErrorFile(dir, port))
 	return PythonExec(program)
 }

@@ -50,6 +50,10 @@ type Tree struct {
 	Keep func(rel string) bool
 	// FollowLinks copies what symbolic links point to instead of the links.
 	FollowLinks bool
+	// KeepTimes keeps each entry's modification time instead of the epoch,
+	// as an image built by a container engine does (a pyc is valid only
+	// for its source's time).
+	KeepTimes bool
 }
 
 // Image describes an image built from files and trees (no base image).
@@ -210,6 +214,9 @@ func writeTree(tw *tar.Writer, t Tree, dir, rel string) error {
 		}
 		name := strings.TrimPrefix(path.Join(t.Dest, r), "/")
 		hdr := &tar.Header{Name: name, Mode: int64(info.Mode().Perm()), ModTime: epoch}
+		if t.KeepTimes {
+			hdr.ModTime = info.ModTime().UTC().Truncate(time.Second)
+		}
 		if info.Mode()&os.ModeSticky != 0 {
 			hdr.Mode |= 0o1000
 		}

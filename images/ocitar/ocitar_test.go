@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -65,6 +66,7 @@ type entry struct {
 	Mode int64
 	Data string
 	Link string
+	Time int64 // modification time, Unix seconds (the epoch: 0)
 }
 
 // layerEntries reads the only layer of the image in file.
@@ -98,7 +100,7 @@ func layerEntries(t *testing.T, file, ref string) []entry {
 			t.Fatal(err)
 		}
 		data, _ := io.ReadAll(tr)
-		entries = append(entries, entry{hdr.Name, hdr.Mode, string(data), hdr.Linkname})
+		entries = append(entries, entry{hdr.Name, hdr.Mode, string(data), hdr.Linkname, hdr.ModTime.Unix()})
 	}
 	return entries
 }
@@ -128,6 +130,29 @@ func TestWriteTrees(t *testing.T) {
 		{Name: "usr/", Mode: 0o755}, {Name: "usr/bin/", Mode: 0o755}, {Name: "usr/bin/tool", Mode: 0o755, Data: "elf"},
 		{Name: "usr/share/", Mode: 0o755},
 		{Name: "opt/tools/tool", Mode: 0o755, Data: "elf"},
+	}
+	if diff := cmp.Diff(want, layerEntries(t, file, img.Ref)); diff != "" {
+		t.Errorf("layer entries (-want +got):\n%s", diff)
+	}
+}
+
+// TestWriteKeepTimes: a tree keeps its files' times only when asked.
+func TestWriteKeepTimes(t *testing.T) {
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "m.py"), []byte("x"), 0o644)
+	when := time.Unix(1676100000, 0)
+	os.Chtimes(filepath.Join(src, "m.py"), when, when)
+	file := filepath.Join(t.TempDir(), "img.tar")
+	img := Image{Ref: "kdap.test/times:1", Trees: []Tree{
+		{Source: src, Dest: "/kept", KeepTimes: true},
+		{Source: src, Dest: "/epoch"},
+	}}
+	if err := Write(file, img); err != nil {
+		t.Fatal(err)
+	}
+	want := []entry{
+		{Name: "kept/m.py", Mode: 0o644, Data: "x", Time: when.Unix()},
+		{Name: "epoch/m.py", Mode: 0o644, Data: "x"},
 	}
 	if diff := cmp.Diff(want, layerEntries(t, file, img.Ref)); diff != "" {
 		t.Errorf("layer entries (-want +got):\n%s", diff)

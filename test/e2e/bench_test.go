@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -130,6 +131,9 @@ func benchAttach(b *testing.B, runtime, image string, edit func(*corev1.Pod), ro
 		phases["bp-verified"] = append(phases["bp-verified"], verified.Sub(ready))
 		phases["patch→verified"] = append(phases["patch→verified"], verified.Sub(patch))
 		phases["attach→verified"] = append(phases["attach→verified"], verified.Sub(start))
+		for name, d := range injectionPhases(agentLogs(b, ns, pod)) {
+			phases[name] = append(phases[name], d)
+		}
 		c.ExpectAnyResponse(b, c.Send("disconnect", godap.DisconnectArguments{}))
 		conn.Close()
 		// A second session on the same pod reuses the agent (and its
@@ -153,6 +157,11 @@ func benchAttach(b *testing.B, runtime, image string, edit func(*corev1.Pod), ro
 		report = append(report, fmt.Sprintf("%s %s", name, m.Round(time.Millisecond)))
 	}
 	fmt.Printf("%s attach latency (median of %d fresh pods): %s\n", runtime, b.N, strings.Join(report, ", "))
+	if len(phases["injection"]) > 0 {
+		fmt.Printf("%s inside the agent (median): debugpy injection %s = copy %s + gdb %s (attach, dlopen, debugpy.listen in the target) + adapter listening %s\n", runtime,
+			median(phases["injection"]).Round(time.Millisecond), median(phases["copy"]).Round(time.Millisecond),
+			median(phases["gdb"]).Round(time.Millisecond), median(phases["adapter"]).Round(time.Millisecond))
+	}
 	if reference == nil {
 		return
 	}
@@ -246,4 +255,24 @@ func median(d []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), d...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)/2]
+}
+
+// injectedLine is the agent's report of a debugpy injection (agent/debugpy.go).
+var injectedLine = regexp.MustCompile(`debugpy injected into pid \d+ in (\S+) \(copy (\S+), gdb (\S+)\)`)
+
+// injectionPhases splits a debugpy injection from the agent's log: the
+// copy into the target, gdb's run, and the wait for the adapter after it.
+func injectionPhases(log string) map[string]time.Duration {
+	m := injectedLine.FindStringSubmatch(log)
+	if m == nil {
+		return nil
+	}
+	var d [3]time.Duration
+	for i := range d {
+		var err error
+		if d[i], err = time.ParseDuration(m[i+1]); err != nil {
+			return nil
+		}
+	}
+	return map[string]time.Duration{"injection": d[0], "copy": d[1], "gdb": d[2], "adapter": d[0] - d[1] - d[2]}
 }
