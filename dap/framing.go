@@ -40,9 +40,12 @@ type Reader struct {
 	max int
 }
 
-// NewReader returns a Reader with the default size limit.
+// NewReader returns a Reader with the default size limit. Its buffer holds
+// headers and small messages; a larger body is read past it, straight into
+// the message (kdap holds two Readers a session: 16 KiB, not 64, is 4.8 MB
+// less at fifty sessions).
 func NewReader(r io.Reader) *Reader {
-	return &Reader{r: bufio.NewReaderSize(r, 64<<10), max: MaxMessageSize}
+	return &Reader{r: bufio.NewReaderSize(r, 16<<10), max: MaxMessageSize}
 }
 
 // maxHeaderLine bounds one header line, so a peer sending no newline cannot

@@ -23,6 +23,12 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if addr := os.Getenv(pprofEnv); addr != "" {
+		if err := servePprof(addr); err != nil {
+			fmt.Fprintln(os.Stderr, "kdap:", err)
+			os.Exit(1)
+		}
+	}
 	root := newRootCommand()
 	if completing(os.Args[0]) { // kubectl runs kubectl_complete-kdap ARGS… to complete `kubectl kdap ARGS…`
 		root.SetArgs(append([]string{cobra.ShellCompRequestCmd}, os.Args[1:]...))

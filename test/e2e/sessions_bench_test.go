@@ -5,6 +5,10 @@ package e2e
 import (
 	"flag"
 	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +18,7 @@ import (
 	"time"
 
 	godap "github.com/google/go-dap"
+	"github.com/google/pprof/profile"
 
 	"github.com/kdap/kdap/dap"
 	"github.com/kdap/kdap/dap/daptest"
@@ -74,6 +79,8 @@ func BenchmarkManySessions(b *testing.B) {
 	fmt.Printf("many sessions: %d pods Running in %s\n", n+1, time.Since(start).Round(time.Second))
 	time.Sleep(2 * time.Second)
 
+	pprofAddr := freeLoopbackAddr(b)
+	b.Setenv("KDAP_PPROF_LISTEN", pprofAddr) // read after the sessions: where kdap's memory goes
 	k := startKdap(b)
 	attach := func(t *target) time.Duration {
 		t.c = k.connect(b)
@@ -150,6 +157,7 @@ func BenchmarkManySessions(b *testing.B) {
 	}
 	fmt.Printf("many sessions (%d at once through one kdap dap, Go and Python alternating, %d requests counted each while stopped):\n", n, 3*(inspectRounds-1))
 	fmt.Printf("  kdap's memory: %d MB resident, %d MB at most (goal ≤ 100 MB)\n", rss>>20, hwm>>20)
+	fmt.Print(heapSummary(pprofAddr))
 	for _, rt := range []string{"go", "python"} {
 		single, many := took["single "+rt], took["many "+rt]
 		if len(single) == 0 || len(many) == 0 {
@@ -230,4 +238,87 @@ func agentMemory(b testing.TB, ns, pod string) int64 {
 		}
 	}
 	return total
+}
+
+// freeLoopbackAddr is a loopback address with a port free a moment ago.
+func freeLoopbackAddr(b testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// heapSummary is where kdap's memory goes, from its own profiles
+// (KDAP_PPROF_LISTEN at addr): the Go runtime's accounting after a GC, and
+// the functions whose allocations are live, most bytes first.
+func heapSummary(addr string) string {
+	var out strings.Builder
+	get := func(path string) ([]byte, error) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		return io.ReadAll(resp.Body)
+	}
+	text, err := get("/debug/pprof/heap?debug=1&gc=1")
+	if err != nil {
+		return fmt.Sprintf("  kdap's heap profile: %v\n", err)
+	}
+	var stats []string
+	for _, line := range strings.Split(string(text), "\n") {
+		for _, name := range []string{"HeapInuse", "HeapIdle", "HeapReleased", "StackInuse", "Sys", "NumGC"} {
+			if v, ok := strings.CutPrefix(line, "# "+name+" = "); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				if name == "NumGC" {
+					stats = append(stats, fmt.Sprintf("%s %d", name, n))
+				} else {
+					stats = append(stats, fmt.Sprintf("%s %.1f MB", name, float64(n)/(1<<20)))
+				}
+			}
+		}
+	}
+	fmt.Fprintf(&out, "  kdap's Go runtime after a GC: %s\n", strings.Join(stats, ", "))
+	raw, err := get("/debug/pprof/heap")
+	if err != nil {
+		return out.String()
+	}
+	prof, err := profile.ParseData(raw)
+	if err != nil {
+		return out.String() + fmt.Sprintf("  kdap's heap profile: %v\n", err)
+	}
+	inuse := len(prof.SampleType) - 1 // inuse_space
+	flat, cum := map[string]int64{}, map[string]int64{}
+	var total int64
+	for _, s := range prof.Sample {
+		v := s.Value[inuse]
+		total += v
+		seen := map[string]bool{}
+		for i, loc := range s.Location {
+			for _, line := range loc.Line {
+				name := line.Function.Name
+				if i == 0 {
+					flat[name] += v
+				}
+				if !seen[name] {
+					seen[name] = true
+					cum[name] += v
+				}
+			}
+		}
+	}
+	top := func(m map[string]int64, n int) string {
+		names := slices.Collect(maps.Keys(m))
+		slices.SortFunc(names, func(a, b string) int { return int(m[b] - m[a]) })
+		var parts []string
+		for _, name := range names[:min(n, len(names))] {
+			parts = append(parts, fmt.Sprintf("    %6.1f MB %s", float64(m[name])/(1<<20), name))
+		}
+		return strings.Join(parts, "\n")
+	}
+	fmt.Fprintf(&out, "  kdap's live heap %.1f MB; allocated in (flat):\n%s\n", float64(total)/(1<<20), top(flat, 10))
+	fmt.Fprintf(&out, "  under (cumulative):\n%s\n", top(cum, 25))
+	return out.String()
 }
