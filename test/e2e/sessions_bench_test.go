@@ -30,6 +30,11 @@ import (
 // `go test -tags e2e -run '^$' -bench ManySessions -benchtime 1x ./test/e2e/ -args -sessions=50`.
 var sessionsFlag = flag.Int("sessions", 4, "sessions BenchmarkManySessions holds at once through one kdap dap")
 
+// controlRequests is how many requests the app itself gets after each
+// stop, through a forward of its own: the reference for what the node and
+// the attached debuggers do to latency without kdap in the path.
+const controlRequests = 30
+
 // inspectRounds is how many times each session sends stackTrace, scopes
 // and threads while stopped (the first round is not counted).
 const inspectRounds = 20
@@ -52,16 +57,17 @@ func BenchmarkManySessions(b *testing.B) {
 	pyLine := lineOf(b, pricing, "total = items * unit")
 	type target struct {
 		pod, runtime, root, file, svc, url, reply string
+		control                                   string // a path of the app with no breakpoint
 		line                                      int
 		c                                         *daptest.Client
 	}
 	newTarget := func(i int, runtime string) *target {
 		t := &target{pod: fmt.Sprintf("s-%d", i), runtime: "go", root: goRoot, file: mainGo, line: goLine,
-			url: "/hello?name=s" + strconv.Itoa(i), reply: "hello, s" + strconv.Itoa(i)}
+			url: "/hello?name=s" + strconv.Itoa(i), reply: "hello, s" + strconv.Itoa(i), control: "/healthz"}
 		image := fixtures.GoHTTPImage
 		if runtime == "python" {
 			t.runtime, t.root, t.file, t.line, image = "python", pyRoot, pricing, pyLine, fixtures.PyHTTPImage
-			t.url, t.reply = "/quote?items=3", "total: 21"
+			t.url, t.reply, t.control = "/quote?items=3", "total: 21", "/busy?ms=0"
 		}
 		createPod(b, ns, t.pod, image)
 		t.svc = serviceForward(b, ns, t.pod)
@@ -105,7 +111,8 @@ func BenchmarkManySessions(b *testing.B) {
 		t.c.ExpectResponses(b, pending...)
 		return took
 	}
-	took := map[string][]time.Duration{} // request latencies, by "single go", "many python", …
+	took := map[string][]time.Duration{} // request latencies, by "single go", "many python", "control many go", …
+	control := &http.Client{Timeout: 10 * time.Second}
 	inspect := func(t *target, as string) {
 		reply := getAsync("http://" + t.svc + t.url)
 		thread, frame := expectStop(b, t.c, t.file, t.line)
@@ -127,6 +134,18 @@ func BenchmarkManySessions(b *testing.B) {
 		}
 		t.c.ExpectResponse(b, t.c.Send("continue", godap.ContinueArguments{ThreadId: thread}))
 		expectReply(b, reply, t.reply, 10*time.Second)
+		// The control: the same pod's app, debugged and running, through a
+		// port-forward of its own — the node and the debugger, no kdap.
+		for range controlRequests {
+			start := time.Now()
+			resp, err := control.Get("http://" + t.svc + t.control)
+			if err != nil {
+				b.Fatalf("%s: control request: %v", t.pod, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			took["control "+as+" "+t.runtime] = append(took["control "+as+" "+t.runtime], time.Since(start))
+		}
 	}
 	detach := func(t *target) {
 		t.c.ExpectAnyResponse(b, t.c.Send("disconnect", godap.DisconnectArguments{}))
@@ -167,6 +186,10 @@ func BenchmarkManySessions(b *testing.B) {
 		fmt.Printf("  %s requests: one session alone p50 %.2f ms p99 %.2f ms; with %d attached p50 %.2f ms p99 %.2f ms: p99 %.2f× (goal ≤ 1.2×)\n",
 			rt, ms(s50), ms(s99), n, ms(m50), ms(m99), float64(m99)/float64(s99))
 		b.ReportMetric(float64(m99)/float64(s99), rt+"-p99-ratio")
+		if cs, cm := took["control single "+rt], took["control many "+rt]; len(cs) > 0 && len(cm) > 0 {
+			fmt.Printf("    control, the app through a forward of its own while debugged (no kdap): p50 %.2f → %.2f ms, p99 %.2f → %.2f ms: p99 %.2f×\n",
+				ms(percentile(cs, 50)), ms(percentile(cm, 50)), ms(percentile(cs, 99)), ms(percentile(cm, 99)), float64(percentile(cm, 99))/float64(percentile(cs, 99)))
+		}
 	}
 	fmt.Printf("  attach → breakpoint verified (Go): on the idle kdap %s, with %d attached %s: %.2f× (goal ≤ 1.5×)\n",
 		idle.Round(time.Millisecond), n, busy.Round(time.Millisecond), float64(busy)/float64(idle))
