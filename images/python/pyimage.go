@@ -131,7 +131,8 @@ func checkGDB(rootfs string) error {
 // postinst), as image files under DebugpyDir, each retimed to the image's
 // timestamp of its source (see retimed). The agent copies the sources with
 // their times, so a 3.11 target imports these rather than compiling ≈ 180
-// modules on its first attach (≈ 230 ms of the attach, measured). A root
+// modules on its first attach (measured: debugpy's start in a 3.11
+// interpreter 533 → 300 ms). A root
 // file system whose postinst never ran (a foreign architecture's) has
 // none, and its targets compile as before.
 func precompiled(distPackages string) ([]ocitar.File, error) {
