@@ -45,8 +45,10 @@ const inspectRounds = 20
 // inspected while all the others stay attached, and the same is done first
 // with one session alone. It prints kdap's resident memory, the request
 // latency p50/p99 beside the single session's, the attach of one more Go
-// session beside the first attach on the idle kdap, and each debugger
-// container's memory (agent and debugger, read from the node's /proc).
+// session beside the first attach on the idle kdap, each debugger
+// container's memory (agent and debugger, read from the node's /proc),
+// where kdap's heap goes (its own profile), and a control: the same app
+// through a forward of its own, alone and with the others attached.
 // Each run is one such round, whatever b.N: run it with -benchtime 1x.
 func BenchmarkManySessions(b *testing.B) {
 	n := *sessionsFlag
@@ -292,7 +294,7 @@ func heapSummary(addr string) string {
 	}
 	var stats []string
 	for _, line := range strings.Split(string(text), "\n") {
-		for _, name := range []string{"HeapInuse", "HeapIdle", "HeapReleased", "StackInuse", "Sys", "NumGC"} {
+		for _, name := range []string{"HeapInuse", "HeapIdle", "HeapReleased", "Sys", "NumGC"} {
 			if v, ok := strings.CutPrefix(line, "# "+name+" = "); ok {
 				n, _ := strconv.ParseInt(v, 10, 64)
 				if name == "NumGC" {
