@@ -199,18 +199,8 @@ func (s *scanner) object(visit func(key []byte, v span)) error {
 		if visit != nil {
 			visit(key.inner(s.b), v)
 		}
-		s.ws()
-		if s.i >= len(s.b) {
-			return s.errorf("unterminated object")
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return nil
-		default:
-			return s.errorf("',' or '}' expected")
+		if more, err := s.more('}', "object"); !more {
+			return err
 		}
 	}
 }
@@ -230,19 +220,28 @@ func (s *scanner) array() error {
 		if _, err := s.value(); err != nil {
 			return err
 		}
-		s.ws()
-		if s.i >= len(s.b) {
-			return s.errorf("unterminated array")
+		if more, err := s.more(']', "array"); !more {
+			return err
 		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			return nil
-		default:
-			return s.errorf("',' or ']' expected")
-		}
+	}
+}
+
+// more reads what follows an object's member or an array's element: a ','
+// (more follow) or end, which closes the container (what, for errors).
+func (s *scanner) more(end byte, what string) (bool, error) {
+	s.ws()
+	if s.i >= len(s.b) {
+		return false, s.errorf("unterminated " + what)
+	}
+	switch s.b[s.i] {
+	case ',':
+		s.i++
+		return true, nil
+	case end:
+		s.i++
+		return false, nil
+	default:
+		return false, s.errorf(fmt.Sprintf("',' or '%c' expected", end))
 	}
 }
 
