@@ -71,7 +71,7 @@ func (d *delve) ensure(ctx context.Context, logf func(string, ...any)) (addr str
 		return fmt.Errorf("dlv exited while attaching to pid %d: %s (the debugger container needs SYS_PTRACE, or to run as the target's user on a node whose kernel.yama.ptrace_scope is 0)", d.pid, output)
 	}, func(srv *server) error {
 		if err := resume(srv.addr); err != nil {
-			return fmt.Errorf("resuming the target after attaching: %w", err)
+			return fmt.Errorf("resuming the target after attaching: %w; %s", err, d.targetState())
 		}
 		return nil
 	})
