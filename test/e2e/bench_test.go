@@ -205,23 +205,33 @@ func sessionLatency(b *testing.B, pod, ns, root, file string, line int, runtime 
 	start := time.Now()
 	attachSeq := c.Send("attach", map[string]any{"target": pod, "namespace": ns, "localRoot": root, "runtime": runtime})
 	c.ExpectEvent(b, "initialized")
+	took := verifyBreakpoint(b, c, attachSeq, false, file, line, "reused agent").Sub(start)
+	c.ExpectAnyResponse(b, c.Send("disconnect", godap.DisconnectArguments{}))
+	return took
+}
+
+// verifyBreakpoint is a session's configuration after the initialized
+// event: one breakpoint, which must be verified, then configurationDone.
+// attached says whether attach's response was seen already (a debugger
+// sends it before or after initialized); one still pending is awaited at
+// the end. It returns when the breakpoint's response came.
+func verifyBreakpoint(b testing.TB, c *daptest.Client, attachSeq int, attached bool, file string, line int, who string) time.Time {
+	b.Helper()
 	bpSeq := c.Send("setBreakpoints", godap.SetBreakpointsArguments{Source: godap.Source{Path: file}, Breakpoints: []godap.SourceBreakpoint{{Line: line}}})
-	attached := false
-	bp := c.Expect(b, "setBreakpoints response", func(m *dap.Message) bool {
+	bp := c.Expect(b, who+": setBreakpoints response", func(m *dap.Message) bool {
 		attached = attached || (m.Type == "response" && m.RequestSeq == attachSeq)
 		return m.Type == "response" && m.RequestSeq == bpSeq
 	})
-	took := time.Since(start)
+	verified := time.Now()
 	if !daptest.Verified(bp) {
-		b.Fatalf("reused agent: breakpoint not verified: %s", bp.Raw)
+		b.Fatalf("%s: breakpoint not verified: %s", who, bp.Raw)
 	}
 	pending := []int{c.Send("configurationDone", nil)}
 	if !attached {
 		pending = append(pending, attachSeq)
 	}
 	c.ExpectResponses(b, pending...)
-	c.ExpectAnyResponse(b, c.Send("disconnect", godap.DisconnectArguments{}))
-	return took
+	return verified
 }
 
 // inProcessSession serves one session with the code of `kdap dap`

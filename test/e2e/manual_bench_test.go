@@ -107,20 +107,7 @@ func startManualGo(b *testing.B, ns, pod, file string, line int) *manualSession 
 		return m.Type == "event" && m.Event == "initialized"
 	})
 	ready := time.Now()
-	bpSeq := c.Send("setBreakpoints", godap.SetBreakpointsArguments{Source: godap.Source{Path: file}, Breakpoints: []godap.SourceBreakpoint{{Line: line}}})
-	bp := c.Expect(b, "setBreakpoints response", func(m *dap.Message) bool {
-		attached = attached || (m.Type == "response" && m.RequestSeq == attachSeq)
-		return m.Type == "response" && m.RequestSeq == bpSeq
-	})
-	verified := time.Now()
-	if !daptest.Verified(bp) {
-		b.Fatalf("manual path: breakpoint not verified: %s", bp.Raw)
-	}
-	pending := []int{c.Send("configurationDone", nil)}
-	if !attached {
-		pending = append(pending, attachSeq)
-	}
-	c.ExpectResponses(b, pending...)
+	verified := verifyBreakpoint(b, c, attachSeq, attached, file, line, "manual path")
 	m.phases = map[string]time.Duration{
 		"inject":          running.Sub(start),
 		"delve-listening": listening.Sub(running),

@@ -20,7 +20,6 @@ import (
 	godap "github.com/google/go-dap"
 	"github.com/google/pprof/profile"
 
-	"github.com/kdap/kdap/dap"
 	"github.com/kdap/kdap/dap/daptest"
 	"github.com/kdap/kdap/test/fixtures"
 )
@@ -96,22 +95,7 @@ func BenchmarkManySessions(b *testing.B) {
 		start := time.Now()
 		attachSeq := t.c.Send("attach", map[string]any{"target": t.pod, "namespace": ns, "localRoot": t.root, "runtime": t.runtime})
 		t.c.ExpectEvent(b, "initialized")
-		bpSeq := t.c.Send("setBreakpoints", godap.SetBreakpointsArguments{Source: godap.Source{Path: t.file}, Breakpoints: []godap.SourceBreakpoint{{Line: t.line}}})
-		attached := false
-		bp := t.c.Expect(b, t.pod+": setBreakpoints response", func(m *dap.Message) bool {
-			attached = attached || (m.Type == "response" && m.RequestSeq == attachSeq)
-			return m.Type == "response" && m.RequestSeq == bpSeq
-		})
-		took := time.Since(start)
-		if !daptest.Verified(bp) {
-			b.Fatalf("%s: breakpoint not verified: %s", t.pod, bp.Raw)
-		}
-		pending := []int{t.c.Send("configurationDone", nil)}
-		if !attached {
-			pending = append(pending, attachSeq)
-		}
-		t.c.ExpectResponses(b, pending...)
-		return took
+		return verifyBreakpoint(b, t.c, attachSeq, false, t.file, t.line, t.pod).Sub(start)
 	}
 	took := map[string][]time.Duration{} // request latencies, by "single go", "many python", "control many go", …
 	control := &http.Client{Timeout: 10 * time.Second}
