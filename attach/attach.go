@@ -19,7 +19,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -82,9 +81,9 @@ type Endpoint struct {
 	Restarts    int32
 	Who         string // the user the API server sees kdap as
 
-	attachedAt time.Time         // when kdap found the pod
-	dialer     httpstream.Dialer // to the pod's portforward subresource
-	port       int               // the agent's port in the pod
+	attachedAt time.Time       // when kdap found the pod
+	dialer     *forward.Dialer // to the pod's portforward subresource
+	port       int             // the agent's port in the pod
 }
 
 // Reforward replaces a lost forward with a new one to the same debugger
@@ -135,7 +134,7 @@ type Cluster struct {
 	Client    kubernetes.Interface
 	Namespace string
 	// Dialer dials pod's portforward subresource.
-	Dialer func(namespace, pod string) (httpstream.Dialer, error)
+	Dialer func(namespace, pod string) (*forward.Dialer, error)
 }
 
 // Connect makes the Cluster of the kubeconfig the configuration and the
@@ -149,8 +148,8 @@ func Connect(cfg Config, args Args) (Cluster, error) {
 	if err != nil {
 		return Cluster{}, err
 	}
-	return Cluster{Client: client, Namespace: ns, Dialer: func(namespace, pod string) (httpstream.Dialer, error) {
-		return forward.Dialer(restCfg, forward.URL(client, namespace, pod))
+	return Cluster{Client: client, Namespace: ns, Dialer: func(namespace, pod string) (*forward.Dialer, error) {
+		return forward.NewDialer(restCfg, forward.URL(client, namespace, pod))
 	}}, nil
 }
 
@@ -242,7 +241,7 @@ func prepare(ctx context.Context, cl Cluster, cfg Config, args Args, r Reporter)
 		return nil, err
 	}
 
-	var dialer httpstream.Dialer
+	var dialer *forward.Dialer
 	var ahead <-chan openedForward // the first forward, opened while the container starts
 	if agent, ok := inject.FindRunning(pod, container, debugImage, opts.Key); ok {
 		ep.Agent, ep.Reused = agent.Name, true
@@ -501,7 +500,7 @@ func ReadImageConfig(ctx context.Context, client kubernetes.Interface, pod *core
 // retry opens a new one, while kdap checks that the container still runs.
 // ahead, if not nil, is the first try's forward, opened earlier by the
 // caller (while the container started).
-func forwardToAgent(ctx context.Context, client kubernetes.Interface, dialer httpstream.Dialer, ns, pod, agent string, port int, ahead <-chan openedForward) (*forward.Forward, agentapi.Status, error) {
+func forwardToAgent(ctx context.Context, client kubernetes.Interface, dialer *forward.Dialer, ns, pod, agent string, port int, ahead <-chan openedForward) (*forward.Forward, agentapi.Status, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	pause := 10 * time.Millisecond
 	next := ahead
@@ -543,7 +542,7 @@ type openedForward struct {
 }
 
 // openForward opens a forward to the pod's port in the background.
-func openForward(ctx context.Context, dialer httpstream.Dialer, port int) <-chan openedForward {
+func openForward(ctx context.Context, dialer *forward.Dialer, port int) <-chan openedForward {
 	ch := make(chan openedForward, 1)
 	go func() {
 		f, err := forward.Start(ctx, dialer, 0, port)

@@ -29,6 +29,7 @@ import (
 
 	"github.com/kdap/kdap/agentapi"
 	"github.com/kdap/kdap/agentdoor"
+	"github.com/kdap/kdap/forward"
 	"github.com/kdap/kdap/inject"
 	"github.com/kdap/kdap/rbac"
 )
@@ -68,7 +69,7 @@ func appPod(name string, created time.Time, labels map[string]string) *corev1.Po
 func fakeCluster(objs ...runtime.Object) (Cluster, *fake.Clientset) {
 	client := fake.NewSimpleClientset(objs...)
 	authorize(client, func(*authorizationv1.ResourceAttributes) bool { return true })
-	return Cluster{Client: client, Namespace: "shop", Dialer: func(string, string) (httpstream.Dialer, error) {
+	return Cluster{Client: client, Namespace: "shop", Dialer: func(string, string) (*forward.Dialer, error) {
 		return nil, errors.New("no port-forward in the fake tier")
 	}}, client
 }
@@ -228,14 +229,14 @@ func TestAReusedAgentThatJustExitedIsReplaced(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dials := 0
-	cl.Dialer = func(string, string) (httpstream.Dialer, error) {
+	cl.Dialer = func(string, string) (*forward.Dialer, error) {
 		dials++
 		if dials == 1 { // the found agent exits as kdap forwards to it
 			p := trackedPod(client)
 			p.Status.EphemeralContainerStatuses[0].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}}
 			client.Tracker().Update(schema.GroupVersionResource{Version: "v1", Resource: "pods"}, p, "shop")
 		}
-		return noForward{}, nil
+		return forward.Streams(noForward{}), nil
 	}
 	var added []corev1.EphemeralContainer
 	client.PrependReactor("patch", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {

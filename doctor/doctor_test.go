@@ -11,11 +11,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kdap/kdap/attach"
+	"github.com/kdap/kdap/forward"
 	"github.com/kdap/kdap/runtimes"
 )
 
@@ -51,7 +51,7 @@ func run(t *testing.T, allow func(*authorizationv1.ResourceAttributes) bool, rt 
 		review.Status.Allowed = allow(review.Spec.ResourceAttributes)
 		return true, review, nil
 	})
-	cl := attach.Cluster{Client: client, Namespace: "shop", Dialer: func(string, string) (httpstream.Dialer, error) {
+	cl := attach.Cluster{Client: client, Namespace: "shop", Dialer: func(string, string) (*forward.Dialer, error) {
 		return nil, errors.New("kdap doctor forwards nothing")
 	}}
 	images := map[string]string{}

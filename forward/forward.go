@@ -1,7 +1,9 @@
 // Package forward port-forwards a loopback port on this machine to a port
-// inside a pod, in-process with client-go: websocket first, SPDY when the
-// server cannot upgrade to websockets. It reports readiness and the loss of
-// the forward; it knows nothing of what flows through it.
+// inside a pod, in-process: in Kubernetes's websocket port-forward
+// protocol, one websocket a connection (channel.go), or, where the API
+// server refuses that, with client-go's (SPDY tunnelled in a websocket,
+// then SPDY). It reports readiness and the loss of the forward; it knows
+// nothing of what flows through it.
 package forward
 
 import (
@@ -27,6 +29,43 @@ func URL(client kubernetes.Interface, namespace, pod string) *url.URL {
 	return client.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("portforward").URL()
 }
 
+// A Dialer reaches one pod's ports through its portforward subresource:
+// with Kubernetes's websocket port-forward protocol (channel.go) when it
+// has it, else with client-go's streams (SPDY, tunnelled in a websocket
+// or not).
+type Dialer struct {
+	channel *channelDialer    // nil: streams only
+	streams httpstream.Dialer // nil: the channel protocol only
+}
+
+// NewDialer tries Kubernetes's websocket port-forward protocol first, then
+// client-go's websocket-tunnelled SPDY, then SPDY, each when the upgrade
+// before it fails (a refusal, a proxy that cannot pass websockets). Where
+// all fail, the error is the last one's.
+func NewDialer(cfg *rest.Config, u *url.URL) (*Dialer, error) {
+	ch, err := newChannelDialer(cfg, u)
+	if err != nil {
+		return nil, err
+	}
+	streams, err := FallbackDialer(cfg, u)
+	if err != nil {
+		return nil, err
+	}
+	return &Dialer{channel: ch, streams: streams}, nil
+}
+
+// ChannelDialer uses Kubernetes's websocket port-forward protocol only.
+func ChannelDialer(cfg *rest.Config, u *url.URL) (*Dialer, error) {
+	ch, err := newChannelDialer(cfg, u)
+	if err != nil {
+		return nil, err
+	}
+	return &Dialer{channel: ch}, nil
+}
+
+// Streams uses client-go's port-forward through d only.
+func Streams(d httpstream.Dialer) *Dialer { return &Dialer{streams: d} }
+
 // SPDYDialer dials the portforward subresource with SPDY.
 func SPDYDialer(cfg *rest.Config, u *url.URL) (httpstream.Dialer, error) {
 	transport, upgrader, err := spdy.RoundTripperFor(cfg)
@@ -36,15 +75,15 @@ func SPDYDialer(cfg *rest.Config, u *url.URL) (httpstream.Dialer, error) {
 	return spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u), nil
 }
 
-// WebsocketDialer dials the portforward subresource with the websocket
-// protocol (Kubernetes ≥ 1.30).
+// WebsocketDialer dials the portforward subresource with SPDY tunnelled in
+// a websocket (Kubernetes ≥ 1.30).
 func WebsocketDialer(cfg *rest.Config, u *url.URL) (httpstream.Dialer, error) {
 	return portforward.NewSPDYOverWebsocketDialer(u, cfg)
 }
 
-// Dialer tries websockets and falls back to SPDY when the upgrade fails, as
-// kubectl does.
-func Dialer(cfg *rest.Config, u *url.URL) (httpstream.Dialer, error) {
+// FallbackDialer tries WebsocketDialer and falls back to SPDY when the
+// upgrade fails, as kubectl does.
+func FallbackDialer(cfg *rest.Config, u *url.URL) (httpstream.Dialer, error) {
 	ws, err := WebsocketDialer(cfg, u)
 	if err != nil {
 		return nil, err
@@ -53,9 +92,11 @@ func Dialer(cfg *rest.Config, u *url.URL) (httpstream.Dialer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return portforward.NewFallbackDialer(ws, sp, func(err error) bool {
-		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
-	}), nil
+	return portforward.NewFallbackDialer(ws, sp, upgradeRefused), nil
+}
+
+func upgradeRefused(err error) bool {
+	return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
 }
 
 // ErrLost is wrapped by the error of a forward that ended without Close:
@@ -66,9 +107,13 @@ var ErrLost = errors.New("port-forward lost")
 // Forward is one running port-forward. Close stops it; Done is closed when
 // it ends for any reason, after which Err says why.
 //
-// A Forward owns two goroutines, started by Start: the forwarder, which
+// A connection the pod side refuses ends the forward with its error, in
+// either protocol (client-go's forwarder ends so; the channel protocol's
+// forward does the same, so callers see one behaviour).
+//
+// A Forward owns its goroutines, started by Start: the forwarder, which
 // ends when the forward does (and then closes Done), and a watcher that
-// closes the forward when Start's context ends. Neither outlives Close.
+// closes the forward when Start's context ends. None outlives Close.
 type Forward struct {
 	LocalPort int
 
@@ -80,9 +125,24 @@ type Forward struct {
 }
 
 // Start forwards 127.0.0.1:localPort (0 picks a free port) to podPort and
-// returns once the local listener is ready.
-func Start(ctx context.Context, dialer httpstream.Dialer, localPort, podPort int) (*Forward, error) {
-	f := &Forward{stop: make(chan struct{}), done: make(chan struct{}), errOut: &syncBuffer{}}
+// returns once the local listener is ready and the API server has taken
+// the first upgrade.
+func Start(ctx context.Context, d *Dialer, localPort, podPort int) (*Forward, error) {
+	if d.channel != nil {
+		ws, err := d.channel.dial(ctx, podPort)
+		switch {
+		case err == nil:
+			return startChannel(ctx, d.channel, ws, localPort, podPort)
+		case d.streams == nil || ctx.Err() != nil:
+			return nil, fmt.Errorf("port-forward to pod port %d: %w", podPort, err)
+		}
+	}
+	return startStreams(ctx, d.streams, localPort, podPort)
+}
+
+// startStreams forwards with client-go's forwarder.
+func startStreams(ctx context.Context, dialer httpstream.Dialer, localPort, podPort int) (*Forward, error) {
+	f := newForward()
 	ready := make(chan struct{})
 	pf, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{fmt.Sprintf("%d:%d", localPort, podPort)}, f.stop, ready, io.Discard, f.errOut)
 	if err != nil {
@@ -117,14 +177,23 @@ func Start(ctx context.Context, dialer httpstream.Dialer, localPort, podPort int
 		return nil, fmt.Errorf("port-forward to pod port %d: no local port (%v)", podPort, err)
 	}
 	f.LocalPort = int(ports[0].Local)
-	go func() { // stop with ctx
+	f.closeWith(ctx)
+	return f, nil
+}
+
+func newForward() *Forward {
+	return &Forward{stop: make(chan struct{}), done: make(chan struct{}), errOut: &syncBuffer{}}
+}
+
+// closeWith closes f when ctx ends.
+func (f *Forward) closeWith(ctx context.Context) {
+	go func() {
 		select {
 		case <-ctx.Done():
 			f.Close()
 		case <-f.done:
 		}
 	}()
-	return f, nil
 }
 
 // Addr is the local address to connect to.

@@ -140,7 +140,7 @@ func run(ctx context.Context, kdapBin string) error {
 		return err
 	}
 
-	d, err := forward.Dialer(restCfg, forward.URL(client, namespace, podName))
+	d, err := forward.NewDialer(restCfg, forward.URL(client, namespace, podName))
 	if err != nil {
 		return err
 	}

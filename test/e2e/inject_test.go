@@ -140,7 +140,7 @@ func TestInjectErrorsNameTheFix(t *testing.T) {
 func TestForwardReportsItsLoss(t *testing.T) {
 	ns := newNamespace(t, nil)
 	createPod(t, ns, "web", fixtures.GoHTTPImage)
-	d, err := forward.Dialer(env.rest, forward.URL(env.clientset, ns, "web"))
+	d, err := forward.NewDialer(env.rest, forward.URL(env.clientset, ns, "web"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -241,7 +241,7 @@ func serviceForward(t testing.TB, ns, pod string) string {
 // podForward forwards to a port of the pod and returns the local address.
 func podForward(t testing.TB, ns, pod string, port int) string {
 	t.Helper()
-	d, err := forward.Dialer(env.rest, forward.URL(env.clientset, ns, pod))
+	d, err := forward.NewDialer(env.rest, forward.URL(env.clientset, ns, pod))
 	if err != nil {
 		t.Fatal(err)
 	}

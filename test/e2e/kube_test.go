@@ -170,33 +170,50 @@ func podLogs(t testing.TB, ns, pod, container string) string {
 	return string(b)
 }
 
-// dialerKinds are the three ways client-go dials a port-forward stream.
-var dialerKinds = []string{"websocket", "spdy", "fallback"}
+// dialerKinds are the ways kdap can forward: Kubernetes's websocket
+// port-forward protocol ("channel"), client-go's three stream dialers, and
+// kdap's own order of them ("kdap").
+var dialerKinds = []string{"channel", "websocket", "spdy", "fallback", "kdap"}
 
 // portForwardDialer builds the dialer of the given kind for a pod.
-func portForwardDialer(t *testing.T, ns, pod, kind string) httpstream.Dialer {
+func portForwardDialer(t *testing.T, ns, pod, kind string) *forward.Dialer {
 	t.Helper()
 	u := forward.URL(env.clientset, ns, pod)
 	var d httpstream.Dialer
 	var err error
 	switch kind {
+	case "channel":
+		return must(t)(forward.ChannelDialer(env.rest, u))
+	case "kdap":
+		return must(t)(forward.NewDialer(env.rest, u))
 	case "websocket":
 		d, err = forward.WebsocketDialer(env.rest, u)
 	case "spdy":
 		d, err = forward.SPDYDialer(env.rest, u)
 	case "fallback":
-		d, err = forward.Dialer(env.rest, u)
+		d, err = forward.FallbackDialer(env.rest, u)
 	default:
 		err = fmt.Errorf("unknown dialer kind %q", kind)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	return d
+	return forward.Streams(d)
+}
+
+// must fails t on a constructor's error.
+func must(t testing.TB) func(*forward.Dialer, error) *forward.Dialer {
+	return func(d *forward.Dialer, err error) *forward.Dialer {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
 }
 
 // forwardPort forwards 127.0.0.1:<random> to a pod port until the test ends.
-func forwardPort(t testing.TB, dialer httpstream.Dialer, podPort int) *forward.Forward {
+func forwardPort(t testing.TB, dialer *forward.Dialer, podPort int) *forward.Forward {
 	t.Helper()
 	f, err := forward.Start(context.Background(), dialer, 0, podPort)
 	if err != nil {

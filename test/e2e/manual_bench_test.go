@@ -62,10 +62,11 @@ func startManualGo(b *testing.B, ns, pod, file string, line int) *manualSession 
 		k, v, _ := strings.Cut(kv, "=")
 		ec.Env = append(ec.Env, corev1.EnvVar{Name: k, Value: v})
 	}
-	dialer, err := forward.Dialer(env.rest, forward.URL(env.clientset, ns, pod))
+	streams, err := forward.FallbackDialer(env.rest, forward.URL(env.clientset, ns, pod)) // kubectl's
 	if err != nil {
 		b.Fatal(err)
 	}
+	dialer := forward.Streams(streams)
 
 	start := time.Now()
 	if err := inject.Add(ctx, env.clientset, p, ec); err != nil {

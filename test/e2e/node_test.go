@@ -308,11 +308,11 @@ func noReverseRequest(t *testing.T, c *daptest.Client, command string) {
 
 // expectInspectorClosed checks, within 5 s, that nothing in the pod
 // listens on Node.js's inspector port any more: a forwarded connection to
-// 127.0.0.1:9229 is refused inside the pod (client-go logs the kubelet's
-// "connection refused" and ends the forward).
+// 127.0.0.1:9229 is refused inside the pod (the forward ends with the
+// runtime's "connection refused").
 func expectInspectorClosed(t *testing.T, ns, pod string) {
 	t.Helper()
-	d, err := forward.Dialer(env.rest, forward.URL(env.clientset, ns, pod))
+	d, err := forward.NewDialer(env.rest, forward.URL(env.clientset, ns, pod))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,14 +334,17 @@ func expectInspectorClosed(t *testing.T, ns, pod string) {
 		buf := make([]byte, 64)
 		n, _ := conn.Read(buf)
 		conn.Close()
-		if n == 0 { // refused: client-go ends the forward and logs why
+		if n == 0 { // refused: the forward ends and says why (client-go's also logs it)
 			select {
 			case <-f.Done():
 			case <-time.After(3 * time.Second):
 			}
 		}
-		f.Close()
 		logged := clientGoLog.Since(mark)
+		if err := f.Err(); err != nil {
+			logged += err.Error()
+		}
+		f.Close()
 		if n == 0 && strings.Contains(logged, fmt.Sprintf("127.0.0.1:%d: connect: connection refused", runtimes.DefaultInspectorPort)) {
 			return
 		}
