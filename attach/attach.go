@@ -496,7 +496,7 @@ func ReadImageConfig(ctx context.Context, client kubernetes.Interface, pod *core
 // forwardToAgent forwards the agent's port and reads its status, trying
 // again until the agent answers (it listens moments after its container
 // runs), the container exits (an *inject.AgentExitedError), or 30 s pass.
-// A refused connection ends the whole of client-go's forward, so each
+// A refused connection ends the whole forward (forward.Forward), so each
 // retry opens a new one, while kdap checks that the container still runs.
 // ahead, if not nil, is the first try's forward, opened earlier by the
 // caller (while the container started).

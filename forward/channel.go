@@ -234,10 +234,13 @@ type channelServer struct {
 }
 
 func (s *channelServer) serve(ctx context.Context) {
+	served := make(chan struct{})
+	defer close(served)
 	go func() {
 		select {
 		case <-s.f.stop:
 		case <-s.failed:
+		case <-served: // the listener failed by itself
 		}
 		s.shut()
 	}()

@@ -1,17 +1,22 @@
 package forward
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	neturl "net/url"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"k8s.io/client-go/rest"
 )
 
 // streamingServer plays a runtime's streaming server in the channel
@@ -152,5 +157,81 @@ func TestPipeKeepsAnIdleConnectionAlive(t *testing.T) {
 	wait(t, done)
 	if n := empty.Load(); n < 3 {
 		t.Errorf("%d empty messages in 200 ms with a 20 ms keep-alive; want several", n)
+	}
+}
+
+// fakeDialer dials the fake streaming server at url as the API server.
+func fakeDialer(t *testing.T, url string) *Dialer {
+	t.Helper()
+	u, err := neturl.Parse(strings.Replace(url, "ws", "http", 1) + "/api/v1/namespaces/shop/pods/web/portforward")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := newChannelDialer(&rest.Config{Host: u.Host}, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Dialer{channel: ch}
+}
+
+func TestChannelForwardCarriesEachConnectionAndLeavesNothing(t *testing.T) {
+	d := fakeDialer(t, streamingServer(t, echo))
+	time.Sleep(50 * time.Millisecond) // earlier tests' servers end
+	before := runtime.NumGoroutine()
+	f, err := Start(context.Background(), d, 0, 8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 { // the first on Start's websocket, the others on their own
+		c, err := net.Dial("tcp", f.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := fmt.Sprintf("connection %d", i)
+		c.Write([]byte(msg))
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
+			t.Fatalf("connection %d read %q (%v); want %q", i, got, err, msg)
+		}
+		c.Close()
+	}
+	f.Close()
+	if err := f.Err(); err != nil {
+		t.Errorf("a closed forward says %v; want nil", err)
+	}
+	if _, err := net.Dial("tcp", f.Addr()); err == nil {
+		t.Error("the forward's listener is still open after Close")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines after Close, %d before Start", n, before)
+	}
+}
+
+func TestChannelForwardEndsWithThePodsRefusal(t *testing.T) {
+	const refusal = "connect: connection refused"
+	f, err := Start(context.Background(), fakeDialer(t, streamingServer(t, func(ws *websocket.Conn) {
+		ws.WriteMessage(websocket.BinaryMessage, append([]byte{errorChannel}, refusal...))
+	})), 0, 8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c, err := net.Dial("tcp", f.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Read(make([]byte, 1))
+	c.Close()
+	select {
+	case <-f.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a refused connection did not end the forward")
+	}
+	if err := f.Err(); !errors.Is(err, ErrLost) || !strings.Contains(err.Error(), refusal) {
+		t.Errorf("the forward ended with %v; want ErrLost with the pod's %q", err, refusal)
 	}
 }
