@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/transport"
 	wstransport "k8s.io/client-go/transport/websocket"
@@ -61,7 +62,7 @@ func newChannelDialer(cfg *rest.Config, u *url.URL) (*channelDialer, error) {
 	}
 	proxy := cfg.Proxy
 	if proxy == nil {
-		proxy = http.ProxyFromEnvironment
+		proxy = utilnet.NewProxierWithNoProxyCIDR(http.ProxyFromEnvironment) // as client-go's dialers
 	}
 	return &channelDialer{transport: tc, tls: tlsCfg, proxy: proxy, url: u}, nil
 }
