@@ -43,15 +43,14 @@ type Dialer struct {
 // before it fails (a refusal, a proxy that cannot pass websockets). Where
 // all fail, the error is the last one's.
 func NewDialer(cfg *rest.Config, u *url.URL) (*Dialer, error) {
-	ch, err := newChannelDialer(cfg, u)
+	d, err := ChannelDialer(cfg, u)
 	if err != nil {
 		return nil, err
 	}
-	streams, err := FallbackDialer(cfg, u)
-	if err != nil {
+	if d.streams, err = FallbackDialer(cfg, u); err != nil {
 		return nil, err
 	}
-	return &Dialer{channel: ch, streams: streams}, nil
+	return d, nil
 }
 
 // ChannelDialer uses Kubernetes's websocket port-forward protocol only.
